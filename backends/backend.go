@@ -1,0 +1,93 @@
+// Package backends defines the contract between the server and the places
+// where bucket state lives (memory, Redis), and the errors they share.
+//
+// A backend decides every bucket of one ShouldRateLimit call in one Apply:
+// one lock pass in memory, one round trip to Redis. The conformance suite in
+// backends/backendtest checks that every backend behaves the same.
+package backends
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ratelimitd/ratelimitd/algorithms"
+)
+
+// ErrUnavailable is wrapped by every error a backend returns when it could
+// not decide (storage down, deadline passed). The server answers such calls
+// with gRPC UNAVAILABLE so that Envoy's failure_mode_deny decides.
+var ErrUnavailable = errors.New("backend unavailable")
+
+// Mode says what a call charges when some of its buckets are over limit.
+type Mode uint8
+
+const (
+	// AllOrNothing charges nothing when any enforcing (non-Shadow) bucket of
+	// the call refuses its hits; otherwise every bucket is charged. This is
+	// ratelimitd's default: a refused request consumes no budget.
+	AllOrNothing Mode = iota
+	// ChargeAlways charges every bucket whatever the decisions, over-limit
+	// hits included: envoyproxy/ratelimit's default behaviour.
+	ChargeAlways
+	// StopWhenOver charges nothing when any bucket of the call, shadow-mode
+	// buckets included, refuses its hits: envoyproxy/ratelimit's
+	// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT behaviour.
+	StopWhenOver
+)
+
+// String returns the mode's setting name.
+func (m Mode) String() string {
+	switch m {
+	case AllOrNothing:
+		return "all_or_nothing"
+	case ChargeAlways:
+		return "charge_always"
+	case StopWhenOver:
+		return "stop_when_over"
+	}
+	return "unknown"
+}
+
+// ParseMode is the inverse of Mode.String.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range []Mode{AllOrNothing, ChargeAlways, StopWhenOver} {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return 0, errors.New("backends: unknown charge mode " + s + " (want all_or_nothing, charge_always or stop_when_over)")
+}
+
+// Request is one bucket to decide.
+type Request struct {
+	// Key names the bucket. Equal keys are the same bucket; a call may name
+	// one key twice, and then the second sees the first's hits. The backend
+	// copies the key if it keeps it: the caller may reuse the memory after
+	// Apply returns.
+	Key []byte
+	// Limit is what the bucket allows now. A bucket's limit may change
+	// between calls (config reload, overrides); the state is kept.
+	Limit algorithms.Limit
+	// Hits to take: > 0 consume, 0 check without consuming, < 0 give back.
+	Hits int64
+	// Shadow marks a bucket whose refusal does not block the request
+	// (shadow mode): under AllOrNothing it neither vetoes nor is vetoed.
+	Shadow bool
+}
+
+// Backend stores bucket state and decides.
+//
+// Implementations are safe for concurrent use.
+type Backend interface {
+	// Apply decides reqs at now (microseconds since the Unix epoch) under
+	// mode and writes the decision for reqs[i] into out[i]; len(out) must
+	// be at least len(reqs). Decisions reflect what was charged: under
+	// AllOrNothing, a call that charges nothing reports for its allowed
+	// buckets the budget as it stands, without the call's hits.
+	//
+	// It returns an error wrapping ErrUnavailable when it cannot decide
+	// within ctx; out is then meaningless.
+	Apply(ctx context.Context, now int64, mode Mode, reqs []Request, out []algorithms.Decision) error
+	// Close releases the backend's resources and stops its goroutines.
+	Close() error
+}
