@@ -3,9 +3,13 @@
 // into a lookup tree so that matching a descriptor is a few map lookups.
 //
 // A *Config is safe for concurrent use; it never changes after Load/Parse.
+// The *Rule values it hands out are shared and must not be modified.
 package config
 
 import (
+	"fmt"
+	"strings"
+
 	"github.com/ratelimitd/ratelimitd/algorithms"
 )
 
@@ -23,6 +27,65 @@ const (
 	Year        Unit = 6
 	Week        Unit = 7
 )
+
+// unitList is "second, minute, hour, day, week, month, year".
+const unitList = "second, minute, hour, day, week, month, year"
+
+// String returns the unit's name as written in config files ("minute"),
+// or "unknown".
+func (u Unit) String() string {
+	switch u {
+	case Second:
+		return "second"
+	case Minute:
+		return "minute"
+	case Hour:
+		return "hour"
+	case Day:
+		return "day"
+	case Week:
+		return "week"
+	case Month:
+		return "month"
+	case Year:
+		return "year"
+	}
+	return "unknown"
+}
+
+// ParseUnit returns the unit named s, case-insensitively ("minute",
+// "MINUTE"). "unknown" and anything else is an error.
+func ParseUnit(s string) (Unit, error) {
+	for u := Second; u <= Week; u++ {
+		if strings.EqualFold(u.String(), s) {
+			return u, nil
+		}
+	}
+	return UnitUnknown, fmt.Errorf("config: unit %q is not one of %s", s, unitList)
+}
+
+// UnitPeriod returns the length of one unit in microseconds, as
+// envoyproxy/ratelimit counts it: a week is 7 days, a month 30 days and a
+// year 365 days. It returns 0 for UnitUnknown and any other value.
+func UnitPeriod(u Unit) int64 {
+	switch u {
+	case Second:
+		return algorithms.Second
+	case Minute:
+		return algorithms.Minute
+	case Hour:
+		return algorithms.Hour
+	case Day:
+		return algorithms.Day
+	case Week:
+		return 7 * algorithms.Day
+	case Month:
+		return 30 * algorithms.Day
+	case Year:
+		return 365 * algorithms.Day
+	}
+	return 0
+}
 
 // Entry is one key/value pair of a request descriptor.
 type Entry struct {
@@ -44,7 +107,9 @@ type Options struct {
 	MergeDomains bool
 }
 
-// Rule is one compiled rate_limit of the config.
+// Rule is one compiled rate_limit of the config, or of a descriptor's
+// `limit` override (see OverrideRule). Rules are shared by every request
+// that matches them: treat them as read-only.
 type Rule struct {
 	// Domain is the rule's domain.
 	Domain string
@@ -53,19 +118,44 @@ type Rule struct {
 	Path string
 	// StatKey is envoyproxy/ratelimit's key for the rule,
 	// "domain.key_value.key": bounded by the config, fit for metric labels.
+	// Wildcard levels keep their pattern ("domain.path_/api/*").
 	StatKey string
 	// Name is the rule's `name`, reported in current_limit.
 	Name string
-	// Unlimited rules never touch the backend.
+	// Unlimited rules never touch the backend. Their Unit is UnitUnknown,
+	// their RequestsPerUnit 0 and their Limit the zero Limit.
 	Unlimited bool
 	// RequestsPerUnit and Unit as configured.
 	RequestsPerUnit uint32
 	Unit            Unit
-	ShadowMode      bool
-	QuotaMode       bool
-	DetailedMetric  bool
+	// ShadowMode rules are counted but always answer OK.
+	ShadowMode bool
+	// QuotaMode rules are counted; over the limit they answer OK and the
+	// violation is reported in the response's dynamic metadata.
+	QuotaMode bool
+	// DetailedMetric asks for metrics per descriptor value. ratelimitd never
+	// puts raw values in metric labels; the flag is kept for the server to
+	// decide what it can honour.
+	DetailedMetric bool
+	// ValueToMetric is set when a descriptor on the rule's path (the
+	// rule's own or a parent) has value_to_metric, which asks for runtime
+	// values in metric names (same caveat as DetailedMetric).
+	ValueToMetric bool
 	// Replaces lists the names of rules this rule replaces.
 	Replaces []string
+	// Metadata is the descriptor's `metadata` mapping, converted to plain
+	// Go values (map[string]any, []any, string, int64, float64, bool, nil)
+	// ready for structpb. Nil when absent.
+	Metadata map[string]any
 	// Limit is the compiled limit the backend applies.
 	Limit algorithms.Limit
+	// File and Line locate the descriptor in its config file; empty and 0
+	// for override rules.
+	File string
+	Line int
+
+	// share holds, per descriptor level, the share_threshold wildcard
+	// pattern that replaces the value in the bucket key, or "".
+	// Nil when no level shares.
+	share []string
 }

@@ -1,0 +1,94 @@
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ratelimitd/ratelimitd/algorithms"
+)
+
+// AppendKey appends the rule's bucket key for entries to dst: unambiguous
+// (every field length-prefixed), and the same for all values that share
+// a share_threshold wildcard.
+//
+// The key is the sequence of fields domain, entry count, then each entry's
+// key and value, then the limit's algorithm and period, each written as
+// its decimal length, ':' and its bytes: "3:api1:16:api_key3:abc12:fixed_window8:60000000".
+// At a level whose descriptor has share_threshold the wildcard pattern
+// stands for the value, as envoyproxy/ratelimit does, so that every value
+// matching it counts against one bucket. The period is part of the key so
+// that changing a rule's unit starts a fresh bucket.
+//
+// It does not allocate when dst has room for the key.
+func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
+	dst = appendField(dst, r.Domain)
+	dst = appendIntField(dst, int64(len(entries)))
+	for i, e := range entries {
+		dst = appendField(dst, e.Key)
+		v := e.Value
+		if i < len(r.share) && r.share[i] != "" {
+			v = r.share[i]
+		}
+		dst = appendField(dst, v)
+	}
+	dst = appendField(dst, r.Limit.Algorithm.String())
+	return appendIntField(dst, r.Limit.Period)
+}
+
+func appendField(dst []byte, s string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, ':')
+	return append(dst, s...)
+}
+
+func appendIntField(dst []byte, v int64) []byte {
+	var digits [20]byte
+	d := strconv.AppendInt(digits[:0], v, 10)
+	dst = strconv.AppendInt(dst, int64(len(d)), 10)
+	dst = append(dst, ':')
+	return append(dst, d...)
+}
+
+// OverrideRule is the rule for a descriptor's `limit` override (an Envoy
+// RateLimitOverride) in domain. As in envoyproxy/ratelimit it replaces
+// whatever the config would match: it is counted (never shadow, quota or
+// unlimited), has no name and no replaces, and its StatKey is
+// "domain.key_value.key" built from the request's entries. Its bucket key
+// (AppendKey) holds the period, so overrides with different units never
+// share a bucket. The server should apply it only when the config declares
+// domain (envoyproxy/ratelimit answers OK for an unknown domain first).
+//
+// It returns an error for an unknown unit.
+func OverrideRule(domain string, entries []Entry, requestsPerUnit uint32, unit Unit) (*Rule, error) {
+	period := UnitPeriod(unit)
+	if period == 0 {
+		return nil, fmt.Errorf("config: override limit: unit %d is not one of %s", int32(unit), unitList)
+	}
+	var path, stat strings.Builder
+	path.WriteString(domain)
+	stat.WriteString(domain)
+	for _, e := range entries {
+		path.WriteByte('.')
+		path.WriteString(e.Key)
+		stat.WriteByte('.')
+		stat.WriteString(e.Key)
+		if e.Value != "" {
+			path.WriteByte('=')
+			path.WriteString(e.Value)
+			stat.WriteByte('_')
+			stat.WriteString(e.Value)
+		}
+	}
+	if len(entries) == 0 {
+		stat.WriteByte('.') // the reference's domain + "." + ""
+	}
+	return &Rule{
+		Domain:          domain,
+		Path:            path.String(),
+		StatKey:         stat.String(),
+		RequestsPerUnit: requestsPerUnit,
+		Unit:            unit,
+		Limit:           algorithms.Limit{Algorithm: algorithms.FixedWindow, Rate: int64(requestsPerUnit), Period: period},
+	}, nil
+}

@@ -1,0 +1,674 @@
+package config
+
+// The parser walks yaml.Node trees by hand instead of decoding into structs:
+// that is what lets it report every error of a load at once, each with its
+// descriptor path and line, accept what envoyproxy/ratelimit's yaml.v2
+// decoding accepts (any scalar as a string, YAML 1.1 booleans), and reject
+// unknown and repeated keys. It builds the lookup tree as it goes.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ratelimitd/ratelimitd/algorithms"
+)
+
+const (
+	// maxDepth bounds descriptor nesting, maxDescriptors the descriptors
+	// of one file and maxMetadataNodes the nodes of one metadata mapping:
+	// YAML aliases can make a small file expand enormously.
+	maxDepth         = 64
+	maxDescriptors   = 100000
+	maxMetadataNodes = 10000
+)
+
+type parser struct {
+	opts    Options
+	errs    Errors
+	domains map[string]*domainState
+}
+
+// domainState is one domain being built.
+type domainState struct {
+	root  *node
+	file  string // first file that declared it
+	rules []*Rule
+}
+
+// fileParser parses one file.
+type fileParser struct {
+	p      *parser
+	file   string
+	domain string
+	count  int // descriptors seen, against maxDescriptors
+}
+
+func (fp *fileParser) errorf(path string, n *yaml.Node, format string, args ...any) {
+	e := &Error{File: fp.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	if n != nil {
+		e.Line = n.Line
+	}
+	fp.p.errs = append(fp.p.errs, e)
+}
+
+func (p *parser) parseFile(f File) {
+	fp := &fileParser{p: p, file: f.Name}
+	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			fp.errorf("", nil, "file is empty: want a mapping with domain and descriptors")
+			return
+		}
+		fp.syntaxError(err)
+		return
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		if extra.Kind == yaml.DocumentNode && len(extra.Content) > 0 {
+			fp.errorf(fmt.Sprintf("line %d", extra.Line), &extra, "file holds more than one YAML document: put each domain in its own file")
+		}
+	} else if !errors.Is(err, io.EOF) {
+		fp.syntaxError(err)
+		return
+	}
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			fp.errorf("", nil, "file is empty: want a mapping with domain and descriptors")
+			return
+		}
+		root = root.Content[0]
+	}
+	root = deref(root)
+	if root.Kind != yaml.MappingNode {
+		if isNull(root) {
+			fp.errorf("", nil, "file is empty: want a mapping with domain and descriptors")
+			return
+		}
+		fp.errorf(fmt.Sprintf("line %d", root.Line), root, "want a mapping with domain and descriptors, found %s", kindName(root))
+		return
+	}
+
+	var domainNode, descNode *yaml.Node
+	var unknown []*yaml.Node
+	fp.fields(root, "", func(k string, key, v *yaml.Node) {
+		switch k {
+		case "domain":
+			domainNode = v
+		case "descriptors":
+			descNode = v
+		default:
+			unknown = append(unknown, key)
+		}
+	})
+	domain, isStr := scalarString(domainNode)
+	switch {
+	case !isStr:
+		fp.errorf("domain", domainNode, "domain must be a string, found %s", kindName(domainNode))
+	case domain == "":
+		fp.errorf("domain", firstNonNil(domainNode, root), "missing or empty; every file needs a domain")
+	}
+	fp.domain = domain
+	where := orWhere("", domain)
+	for _, k := range unknown {
+		fp.errorf(where, k, "unknown key %q (want domain, descriptors)", k.Value)
+	}
+
+	// Pick the tree the descriptors go into. A domain that cannot be used
+	// (empty, or a duplicate without MergeDomains) is still walked, into a
+	// scratch tree, so that every error of the file is reported.
+	target, live := &node{}, false
+	if fp.domain != "" {
+		if d, ok := p.domains[fp.domain]; ok {
+			if p.opts.MergeDomains {
+				target, live = d.root, true
+			} else {
+				fp.errorf(fp.domain, domainNode, "domain %q is already declared in %s; put its descriptors in one file or enable merging of domains (Options.MergeDomains)", fp.domain, d.file)
+			}
+		} else {
+			d := &domainState{root: &node{}, file: f.Name}
+			p.domains[fp.domain] = d
+			target, live = d.root, true
+		}
+	}
+	var st *domainState
+	if live {
+		st = p.domains[fp.domain]
+	}
+	if descNode != nil {
+		fp.descriptors(st, target, fp.domain, fp.domain, descNode, nil, false, 1)
+	}
+}
+
+// syntaxError reports a YAML decoding error: "yaml: line 3: message"
+// becomes path "line 3", message "message".
+func (fp *fileParser) syntaxError(err error) {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	path, line := "", 0
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if i := strings.Index(rest, ": "); i > 0 {
+			if n, err := strconv.Atoi(rest[:i]); err == nil {
+				path, line, msg = "line "+rest[:i], n, rest[i+2:]
+			}
+		}
+	}
+	fp.p.errs = append(fp.p.errs, &Error{File: fp.file, Path: path, Message: "invalid YAML: " + msg, Line: line})
+}
+
+// fields calls f for each key of mapping m, reporting non-string and
+// repeated keys (yaml.v3 leaves repetition to struct decoding).
+func (fp *fileParser) fields(m *yaml.Node, path string, f func(k string, key, v *yaml.Node)) {
+	seen := make(map[string]int, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		key, v := deref(m.Content[i]), m.Content[i+1]
+		if key.Kind != yaml.ScalarNode {
+			fp.errorf(orWhere(path, fp.domain), key, "keys must be strings, found %s", kindName(key))
+			continue
+		}
+		if line, dup := seen[key.Value]; dup {
+			fp.errorf(orWhere(path, fp.domain), key, "key %q appears twice (first at line %d)", key.Value, line)
+			continue
+		}
+		seen[key.Value] = key.Line
+		f(key.Value, key, v)
+	}
+}
+
+func orWhere(path, domain string) string {
+	if path != "" {
+		return path
+	}
+	if domain != "" {
+		return domain
+	}
+	return "domain"
+}
+
+// descriptorFields are the YAML nodes of one descriptor and what was read
+// from them.
+type descriptorFields struct {
+	key, value, rateLimit, descriptors       *yaml.Node
+	shadow, quota, detailed, toMetric, share *yaml.Node
+	metadata                                 *yaml.Node
+	unknown                                  []*yaml.Node
+
+	keyText, valueText                    string
+	keyOK, valueOK                        bool
+	shadowMode, quotaMode, detailedMetric bool
+	valueToMetric, shareThreshold         bool
+	metadataValue                         map[string]any
+}
+
+// descriptors walks a descriptors list into parent. st is the live domain
+// (nil for a scratch tree, whose rules are not kept); path and stat are the
+// parent's Path and StatKey; shares the share_threshold patterns of the
+// levels above.
+func (fp *fileParser) descriptors(st *domainState, parent *node, path, stat string, list *yaml.Node, shares []string, toMetric bool, depth int) {
+	list = deref(list)
+	if isNull(list) {
+		return
+	}
+	where := orWhere(path, fp.domain)
+	if list.Kind != yaml.SequenceNode {
+		fp.errorf(where, list, "descriptors must be a list, found %s", kindName(list))
+		return
+	}
+	if depth > maxDepth {
+		fp.errorf(where, list, "descriptors are nested deeper than %d levels", maxDepth)
+		return
+	}
+	for i, item := range list.Content {
+		item = deref(item)
+		if fp.count++; fp.count > maxDescriptors {
+			if fp.count == maxDescriptors+1 {
+				fp.errorf(where, item, "file has more than %d descriptors", maxDescriptors)
+			}
+			return
+		}
+		if item.Kind != yaml.MappingNode {
+			fp.errorf(joinPath(path, fmt.Sprintf("descriptors[%d]", i)), item, "descriptor must be a mapping with key, value, rate_limit..., found %s", kindName(item))
+			continue
+		}
+		fp.descriptor(st, parent, path, stat, item, i, shares, toMetric, depth)
+	}
+}
+
+func joinPath(parent, part string) string {
+	if parent == "" {
+		return part
+	}
+	return parent + "." + part
+}
+
+func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, parentStat string, m *yaml.Node, index int, shares []string, toMetric bool, depth int) {
+	var d descriptorFields
+	fp.fields(m, joinPath(parentPath, fmt.Sprintf("descriptors[%d]", index)), func(k string, key, v *yaml.Node) {
+		switch k {
+		case "key":
+			d.key = v
+		case "value":
+			d.value = v
+		case "rate_limit":
+			d.rateLimit = v
+		case "descriptors":
+			d.descriptors = v
+		case "shadow_mode":
+			d.shadow = v
+		case "quota_mode":
+			d.quota = v
+		case "detailed_metric":
+			d.detailed = v
+		case "value_to_metric":
+			d.toMetric = v
+		case "share_threshold":
+			d.share = v
+		case "metadata":
+			d.metadata = v
+		default:
+			d.unknown = append(d.unknown, key)
+		}
+	})
+
+	// The path first: every other message needs it.
+	d.keyText, d.keyOK = scalarString(d.key)
+	d.valueText, d.valueOK = scalarString(d.value)
+	var path, stat string
+	switch {
+	case d.keyText == "":
+		path = joinPath(parentPath, fmt.Sprintf("descriptors[%d]", index))
+	case d.valueText == "":
+		path = joinPath(parentPath, d.keyText)
+	default:
+		path = joinPath(parentPath, d.keyText+"="+d.valueText)
+	}
+	stat = parentStat + "." + d.keyText
+	if d.valueText != "" {
+		stat += "_" + d.valueText
+	}
+	valid := true
+	if !d.keyOK {
+		fp.errorf(path, d.key, "key must be a string, found %s", kindName(d.key))
+		valid = false
+	} else if d.keyText == "" {
+		fp.errorf(path, firstNonNil(d.key, m), "key is missing or empty")
+		valid = false
+	}
+	if !d.valueOK {
+		fp.errorf(path, d.value, "value must be a string, found %s", kindName(d.value))
+		valid = false
+	}
+	for _, k := range d.unknown {
+		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)", k.Value)
+	}
+
+	d.shadowMode = fp.boolField(path, "shadow_mode", d.shadow)
+	d.quotaMode = fp.boolField(path, "quota_mode", d.quota)
+	d.detailedMetric = fp.boolField(path, "detailed_metric", d.detailed)
+	d.valueToMetric = fp.boolField(path, "value_to_metric", d.toMetric) || toMetric
+	d.shareThreshold = fp.boolField(path, "share_threshold", d.share)
+	wildcard := strings.Contains(d.valueText, "*")
+	if d.shareThreshold && !wildcard {
+		if d.valueText == "" {
+			fp.errorf(path, d.share, "share_threshold needs a value with a * wildcard, found no value")
+		} else {
+			fp.errorf(path, d.share, "share_threshold needs a value with a * wildcard, found %q", d.valueText)
+		}
+	}
+	if d.metadata != nil {
+		d.metadataValue = fp.metadata(path, d.metadata)
+	}
+
+	// Where this level sits in the tree.
+	level := append(shares[:len(shares):len(shares)], "")
+	if d.shareThreshold && wildcard {
+		level[len(level)-1] = d.valueText
+	}
+
+	var rule *Rule
+	if d.rateLimit != nil && !isNull(deref(d.rateLimit)) {
+		rule = fp.rateLimit(path, deref(d.rateLimit))
+		if rule != nil {
+			rule.Domain = fp.domain
+			rule.Path = path
+			rule.StatKey = stat
+			rule.ShadowMode = d.shadowMode
+			rule.QuotaMode = d.quotaMode
+			rule.DetailedMetric = d.detailedMetric
+			rule.ValueToMetric = d.valueToMetric
+			rule.Metadata = d.metadataValue
+			rule.File = fp.file
+			rule.Line = m.Line
+			for _, s := range level {
+				if s != "" {
+					rule.share = level
+					break
+				}
+			}
+		}
+	}
+
+	child := &node{rule: rule, file: fp.file, line: m.Line}
+	if valid {
+		if prev := parent.lookup(d.keyText, d.valueText); prev != nil {
+			at := fmt.Sprintf("line %d", prev.line)
+			if prev.file != fp.file {
+				at = prev.file + " line " + strconv.Itoa(prev.line)
+			}
+			fp.errorf(path, m, "duplicate descriptor: the same key and value are already declared at this level (%s)", at)
+			st = nil // walk the children for errors, keep nothing
+		} else {
+			parent.insert(d.keyText, d.valueText, child)
+			if st != nil && rule != nil {
+				st.rules = append(st.rules, rule)
+			}
+		}
+	} else {
+		st = nil
+	}
+	if d.descriptors != nil {
+		fp.descriptors(st, child, path, stat, d.descriptors, level, d.valueToMetric, depth+1)
+	}
+}
+
+// rateLimit parses a rate_limit mapping. It returns nil when the mapping
+// has errors (they are reported).
+func (fp *fileParser) rateLimit(path string, m *yaml.Node) *Rule {
+	if m.Kind != yaml.MappingNode {
+		fp.errorf(path, m, "rate_limit must be a mapping with unit and requests_per_unit, found %s", kindName(m))
+		return nil
+	}
+	ok := true
+	var unitNode, rpuNode, unlimitedNode, nameNode, replacesNode *yaml.Node
+	fp.fields(m, path, func(k string, key, v *yaml.Node) {
+		switch k {
+		case "unit":
+			unitNode = v
+		case "requests_per_unit":
+			rpuNode = v
+		case "unlimited":
+			unlimitedNode = v
+		case "name":
+			nameNode = v
+		case "replaces":
+			replacesNode = v
+		default:
+			fp.errorf(path, key, "unknown key %q in rate_limit (want unit, requests_per_unit, unlimited, name, replaces)", k)
+			ok = false
+		}
+	})
+	r := &Rule{}
+	r.Unlimited = fp.boolField(path, "unlimited", unlimitedNode)
+
+	name, isStr := scalarString(nameNode)
+	if !isStr {
+		fp.errorf(path, nameNode, "name must be a string, found %s", kindName(nameNode))
+		ok = false
+	}
+	r.Name = name
+
+	unitText, isStr := scalarString(unitNode)
+	if !isStr {
+		fp.errorf(path, unitNode, "unit must be a string, found %s", kindName(unitNode))
+		ok = false
+	}
+	unit, unitErr := ParseUnit(unitText)
+	switch {
+	case !isStr:
+	case r.Unlimited && unitText != "":
+		fp.errorf(path, unitNode, "unlimited: true cannot have a unit (found %q): an unlimited rule has no window", unitText)
+		ok = false
+	case r.Unlimited:
+	case unitText == "":
+		fp.errorf(path, firstNonNil(unitNode, m), "unit is missing: want one of %s", unitList)
+		ok = false
+	case unitErr != nil:
+		fp.errorf(path, unitNode, "unit %q is not one of %s", unitText, unitList)
+		ok = false
+	}
+
+	rpu, rpuOK := fp.uint32Field(path, "requests_per_unit", rpuNode)
+	ok = ok && rpuOK
+
+	if replacesNode != nil {
+		rn := deref(replacesNode)
+		switch {
+		case isNull(rn):
+		case rn.Kind != yaml.SequenceNode:
+			fp.errorf(path, rn, "replaces must be a list of {name: ...}, found %s", kindName(rn))
+			ok = false
+		default:
+			for i, item := range rn.Content {
+				item = deref(item)
+				if item.Kind != yaml.MappingNode {
+					fp.errorf(path, item, "replaces[%d] must be a mapping {name: ...}, found %s", i, kindName(item))
+					ok = false
+					continue
+				}
+				var nm *yaml.Node
+				itemOK := true
+				fp.fields(item, path, func(k string, key, v *yaml.Node) {
+					if k == "name" {
+						nm = v
+						return
+					}
+					fp.errorf(path, key, "unknown key %q in replaces[%d] (want name)", k, i)
+					itemOK = false
+				})
+				s, isStr := scalarString(nm)
+				switch {
+				case !itemOK:
+					ok = false
+				case !isStr:
+					fp.errorf(path, nm, "replaces[%d].name must be a string, found %s", i, kindName(nm))
+					ok = false
+				case s == "":
+					fp.errorf(path, firstNonNil(nm, item), "replaces[%d] has an empty name", i)
+					ok = false
+				case s == r.Name:
+					fp.errorf(path, nm, "replaces[%d] names the rule itself (%q)", i, s)
+					ok = false
+				default:
+					r.Replaces = append(r.Replaces, s)
+				}
+			}
+		}
+	}
+	if !ok {
+		return nil
+	}
+	if !r.Unlimited {
+		// Like envoyproxy/ratelimit, an unlimited rule ignores requests_per_unit.
+		r.RequestsPerUnit = rpu
+		r.Unit = unit
+		r.Limit = algorithms.Limit{Algorithm: algorithms.FixedWindow, Rate: int64(rpu), Period: UnitPeriod(unit)}
+	}
+	return r
+}
+
+// boolField reads an optional boolean; absent and null are false. Like
+// yaml.v2 (which envoyproxy/ratelimit uses) it takes YAML 1.1's unquoted
+// yes/no/on/off too.
+func (fp *fileParser) boolField(path, name string, n *yaml.Node) bool {
+	if n == nil {
+		return false
+	}
+	n = deref(n)
+	if isNull(n) {
+		return false
+	}
+	if n.Kind == yaml.ScalarNode {
+		if n.Tag == "!!bool" {
+			var b bool
+			if n.Decode(&b) == nil {
+				return b
+			}
+		}
+		if n.Style == 0 || n.Style == yaml.TaggedStyle {
+			switch n.Value {
+			case "y", "Y", "yes", "Yes", "YES", "on", "On", "ON":
+				return true
+			case "n", "N", "no", "No", "NO", "off", "Off", "OFF":
+				return false
+			}
+		}
+		fp.errorf(path, n, "%s must be true or false, found %q", name, n.Value)
+		return false
+	}
+	fp.errorf(path, n, "%s must be true or false, found %s", name, kindName(n))
+	return false
+}
+
+// uint32Field reads an optional non-negative integer; absent and null are 0.
+func (fp *fileParser) uint32Field(path, name string, n *yaml.Node) (uint32, bool) {
+	if n == nil {
+		return 0, true
+	}
+	n = deref(n)
+	if isNull(n) {
+		return 0, true
+	}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!int" {
+		var v int64
+		if n.Decode(&v) == nil && v >= 0 && v <= math.MaxUint32 {
+			return uint32(v), true
+		}
+	}
+	what := kindName(n)
+	if n.Kind == yaml.ScalarNode {
+		what = strconv.Quote(n.Value)
+	}
+	fp.errorf(path, n, "%s must be an integer from 0 to %d, found %s", name, uint32(math.MaxUint32), what)
+	return 0, false
+}
+
+// metadata converts a metadata mapping to plain Go values.
+func (fp *fileParser) metadata(path string, n *yaml.Node) map[string]any {
+	n = deref(n)
+	if isNull(n) {
+		return nil
+	}
+	if n.Kind != yaml.MappingNode {
+		fp.errorf(path, n, "metadata must be a mapping, found %s", kindName(n))
+		return nil
+	}
+	budget := maxMetadataNodes
+	v, ok := plainValue(n, &budget)
+	if !ok {
+		fp.errorf(path, n, "metadata has more than %d nodes", maxMetadataNodes)
+		return nil
+	}
+	m, _ := v.(map[string]any)
+	return m
+}
+
+func plainValue(n *yaml.Node, budget *int) (any, bool) {
+	n = deref(n)
+	*budget--
+	if *budget < 0 {
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			v, ok := plainValue(n.Content[i+1], budget)
+			if !ok {
+				return nil, false
+			}
+			m[deref(n.Content[i]).Value] = v
+		}
+		return m, true
+	case yaml.SequenceNode:
+		s := make([]any, 0, len(n.Content))
+		for _, c := range n.Content {
+			v, ok := plainValue(c, budget)
+			if !ok {
+				return nil, false
+			}
+			s = append(s, v)
+		}
+		return s, true
+	case yaml.ScalarNode:
+		switch n.Tag {
+		case "!!null":
+			return nil, true
+		case "!!bool":
+			var b bool
+			if n.Decode(&b) == nil {
+				return b, true
+			}
+		case "!!int":
+			var i int64
+			if n.Decode(&i) == nil {
+				return i, true
+			}
+		case "!!float":
+			var f float64
+			if n.Decode(&f) == nil {
+				return f, true
+			}
+		}
+		return n.Value, true
+	}
+	return nil, true
+}
+
+// deref follows aliases to the node they name.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n == nil || n.Kind == 0 || (n.Kind == yaml.ScalarNode && n.Tag == "!!null")
+}
+
+// scalarString returns a scalar's text, as yaml.v2 decodes any scalar into
+// a string field (value: 30 is "30"). Absent and null are "". It reports
+// false for mappings and lists.
+func scalarString(n *yaml.Node) (string, bool) {
+	n = deref(n)
+	if isNull(n) {
+		return "", true
+	}
+	if n.Kind != yaml.ScalarNode {
+		return "", false
+	}
+	return n.Value, true
+}
+
+func kindName(n *yaml.Node) string {
+	n = deref(n)
+	switch {
+	case n == nil:
+		return "nothing"
+	case n.Kind == yaml.MappingNode:
+		return "a mapping"
+	case n.Kind == yaml.SequenceNode:
+		return "a list"
+	case isNull(n):
+		return "null"
+	case n.Kind == yaml.ScalarNode:
+		return strconv.Quote(n.Value)
+	}
+	return "an unexpected node"
+}
+
+func firstNonNil(ns ...*yaml.Node) *yaml.Node {
+	for _, n := range ns {
+		if n != nil {
+			return n
+		}
+	}
+	return nil
+}
