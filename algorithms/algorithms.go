@@ -62,14 +62,16 @@ type State struct {
 type Decision struct {
 	// Allowed reports whether the hits fit in the limit.
 	Allowed bool
-	// Remaining is what can still be spent now, after this call's hits
-	// when they were allowed. It is never below 0 nor above the limit.
+	// Remaining is what can still be spent now, after this call's hits;
+	// 0 when the hits are refused (as envoyproxy/ratelimit reports
+	// limit_remaining). It is never below 0 nor above the limit.
 	Remaining int64
 	// ResetAfter is the time in microseconds until the bucket is whole
-	// again (for a fixed window: until the window ends).
+	// again (for a fixed window: until the window ends); always > 0.
 	ResetAfter int64
 	// RetryAfter is the time in microseconds until a call with the same
-	// hits could be allowed; 0 when Allowed.
+	// hits could be allowed: 0 when Allowed, -1 when no call with these
+	// hits can ever be allowed (hits > Rate).
 	RetryAfter int64
 	// Count is the amount used after this call (for fixed windows the
 	// counter, which exceeds Rate when over-limit hits are charged).
@@ -84,6 +86,11 @@ type Decision struct {
 // refuses them: a backend that charges over-limit hits (envoyproxy/ratelimit's
 // behaviour) stores it, one that charges nothing on refusal keeps the old
 // state. A state from a past window is treated as empty.
+//
+// Hits 0 and refunds are decisions too: they are refused when the count is
+// above Rate (after over-limit hits were charged, or the limit was lowered),
+// as envoyproxy/ratelimit reports OVER_LIMIT for them. With Rate 0 every
+// call with hits > 0 is refused.
 func Decide(l Limit, s State, now, hits int64) (Decision, State) {
 	switch l.Algorithm {
 	default: // FixedWindow
@@ -92,10 +99,11 @@ func Decide(l Limit, s State, now, hits int64) (Decision, State) {
 }
 
 // Expiry returns the instant (microseconds) after which the state of a
-// bucket with this limit is worthless and may be dropped.
+// bucket with this limit is worthless and may be dropped: from then on
+// Decide treats it as the zero State.
 func Expiry(l Limit, s State) int64 {
 	switch l.Algorithm {
 	default: // FixedWindow
-		return s.A + l.Period
+		return fixedWindowExpiry(l, s)
 	}
 }

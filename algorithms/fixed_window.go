@@ -1,23 +1,49 @@
 package algorithms
 
+import "math"
+
 // fixedWindow implements FixedWindow: a counter per epoch-aligned window.
 // Hits are allowed when the counter after them stays at or under Rate,
 // exactly as envoyproxy/ratelimit compares the INCRBY result with the limit.
+//
+// The state's window is the one containing now, with one exception: a state
+// from the window right after now's is honoured, and the call counts in that
+// window. That happens when callers read their clocks before they queue for
+// the bucket, so a call stamped just before a window boundary can arrive
+// after one stamped just after it; resetting the newer window would lose its
+// hits and admit more than Rate in it. A state further ahead than that (a
+// clock stepped back) is treated as empty, as is a state from a past window
+// and a later state with nothing counted (the zero State among them).
+//
+// Arithmetic saturates: no input overflows into a wrong decision.
 func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
 	period := l.Period
 	if period <= 0 {
 		period = 1
 	}
-	start := now - floorMod(now, period)
-	count := s.B
-	if s.A != start {
+	into := floorMod(now, period)
+	start := now - into
+	if start > now { // now within a period of MinInt64: no aligned start exists
+		start = math.MinInt64
+	}
+	resetAfter := period - into
+	count := int64(0)
+	switch {
+	case s.A == start:
+		count = s.B
+	case s.B > 0 && start <= math.MaxInt64-period && s.A == start+period:
+		start = s.A
+		count = s.B
+		resetAfter = addSat(resetAfter, period)
+	}
+	if count < 0 {
 		count = 0
 	}
-	after := count + hits
+	after := addSat(count, hits)
 	if after < 0 {
 		after = 0
 	}
-	d := Decision{ResetAfter: start + period - now, Count: after}
+	d := Decision{ResetAfter: resetAfter, Count: after}
 	if after <= l.Rate {
 		d.Allowed = true
 		d.Remaining = l.Rate - after
@@ -34,6 +60,15 @@ func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
 	return d, State{A: start, B: after}
 }
 
+// fixedWindowExpiry is the end of the state's window.
+func fixedWindowExpiry(l Limit, s State) int64 {
+	period := l.Period
+	if period <= 0 {
+		period = 1
+	}
+	return addSat(s.A, period)
+}
+
 // floorMod is a mod b for b > 0, in [0, b) also for negative a.
 func floorMod(a, b int64) int64 {
 	m := a % b
@@ -41,4 +76,16 @@ func floorMod(a, b int64) int64 {
 		m += b
 	}
 	return m
+}
+
+// addSat is a + b, clamped to [math.MinInt64, math.MaxInt64].
+func addSat(a, b int64) int64 {
+	s := a + b
+	if (s > a) != (b > 0) {
+		if b > 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return s
 }

@@ -23,15 +23,19 @@ type Mode uint8
 
 const (
 	// AllOrNothing charges nothing when any enforcing (non-Shadow) bucket of
-	// the call refuses its hits; otherwise every bucket is charged. This is
-	// ratelimitd's default: a refused request consumes no budget.
+	// the call refuses its hits: a refused request consumes no budget,
+	// shadow-mode buckets included. Otherwise every bucket that allows its
+	// hits is charged; a Shadow bucket that refuses them lets the call pass
+	// but is not charged itself, as if it were enforcing. This is
+	// ratelimitd's default.
 	AllOrNothing Mode = iota
 	// ChargeAlways charges every bucket whatever the decisions, over-limit
 	// hits included: envoyproxy/ratelimit's default behaviour.
 	ChargeAlways
 	// StopWhenOver charges nothing when any bucket of the call, shadow-mode
-	// buckets included, refuses its hits: envoyproxy/ratelimit's
-	// STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT behaviour.
+	// buckets included, refuses its hits, and every bucket otherwise:
+	// envoyproxy/ratelimit's STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT
+	// behaviour.
 	StopWhenOver
 )
 
@@ -71,7 +75,8 @@ type Request struct {
 	// Hits to take: > 0 consume, 0 check without consuming, < 0 give back.
 	Hits int64
 	// Shadow marks a bucket whose refusal does not block the request
-	// (shadow mode): under AllOrNothing it neither vetoes nor is vetoed.
+	// (shadow mode): under AllOrNothing it does not veto the call, but a
+	// call vetoed by an enforcing bucket does not charge it either.
 	Shadow bool
 }
 
@@ -81,9 +86,13 @@ type Request struct {
 type Backend interface {
 	// Apply decides reqs at now (microseconds since the Unix epoch) under
 	// mode and writes the decision for reqs[i] into out[i]; len(out) must
-	// be at least len(reqs). Decisions reflect what was charged: under
-	// AllOrNothing, a call that charges nothing reports for its allowed
-	// buckets the budget as it stands, without the call's hits.
+	// be at least len(reqs). Each decision is algorithms.Decide's for the
+	// request against its bucket's state after the call's earlier requests
+	// (in order) on the same key. Decisions reflect what was charged: a
+	// request that allowed its hits but was not charged (vetoed by another)
+	// reports Allowed with its bucket as it stands, without its hits (as
+	// Decide with hits 0 gives it); a refused request that was not charged
+	// reports its refusal (Remaining 0) with Count the amount actually used.
 	//
 	// It returns an error wrapping ErrUnavailable when it cannot decide
 	// within ctx; out is then meaningless.
