@@ -1,0 +1,417 @@
+package server
+
+import (
+	"context"
+	"math"
+	"slices"
+	"strconv"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/ratelimitd/ratelimitd/algorithms"
+	"github.com/ratelimitd/ratelimitd/backends"
+	"github.com/ratelimitd/ratelimitd/config"
+)
+
+// Request bounds. A request beyond them is InvalidArgument: Envoy never
+// sends such requests, and bounding them bounds the work of one call.
+const (
+	MaxDescriptors = 64   // descriptors per request
+	MaxEntries     = 64   // entries per descriptor
+	MaxValueLen    = 1024 // bytes per domain, entry key and entry value
+)
+
+// kind says how a descriptor is answered.
+type kind uint8
+
+const (
+	kindNone      kind = iota // no rule, or unknown domain: {code: OK}
+	kindReplaced              // rule replaced by another rule of the call: {code: OK}
+	kindUnlimited             // unlimited rule: OK, remaining 4294967295
+	kindCounted               // configured rule, decided by the backend
+	kindOverride              // descriptor `limit` override, decided by the backend
+)
+
+// scratch is the per-call working memory, pooled in Server.pool. Nothing in
+// it outlives the call: the backend copies keys it keeps, and the response
+// is built in freshly allocated memory.
+type scratch struct {
+	entries   []config.Entry // every descriptor's entries, back to back
+	entEnd    []int          // entries of descriptor i end at entEnd[i]
+	rules     []*config.Rule
+	kinds     []kind
+	hits      []int64
+	reqOf     []int // index into reqs, or -1
+	replacing []string
+	keys      []byte // every bucket key, back to back
+	keyEnd    []int
+	reqs      []backends.Request
+	out       []algorithms.Decision
+	quotaViol []int
+	passed    []*config.Rule // counted rules not over their limit, for metadata
+}
+
+func (sc *scratch) reset(n int) {
+	sc.entries = sc.entries[:0]
+	sc.entEnd = sc.entEnd[:0]
+	sc.rules = slices.Grow(sc.rules[:0], n)[:n]
+	sc.kinds = slices.Grow(sc.kinds[:0], n)[:n]
+	sc.hits = slices.Grow(sc.hits[:0], n)[:n]
+	sc.reqOf = slices.Grow(sc.reqOf[:0], n)[:n]
+	sc.replacing = sc.replacing[:0]
+	sc.keys = sc.keys[:0]
+	sc.keyEnd = sc.keyEnd[:0]
+	sc.reqs = sc.reqs[:0]
+	sc.quotaViol = sc.quotaViol[:0]
+	sc.passed = sc.passed[:0]
+}
+
+// maxPooledKeys bounds the key buffer kept in the pool, so that one huge
+// request does not pin its memory for good.
+const maxPooledKeys = 64 << 10
+
+// release drops references to request memory and returns sc to the pool.
+func (s *Server) release(sc *scratch) {
+	if cap(sc.keys) > maxPooledKeys || cap(sc.entries) > MaxDescriptors*8 {
+		return // let a huge scratch go; the pool makes a new one
+	}
+	clear(sc.entries[:cap(sc.entries)])
+	clear(sc.rules[:cap(sc.rules)])
+	clear(sc.replacing[:cap(sc.replacing)])
+	clear(sc.passed[:cap(sc.passed)])
+	for i := range sc.reqs {
+		sc.reqs[i].Key = nil
+	}
+	s.pool.Put(sc)
+}
+
+func (sc *scratch) descEntries(i int) []config.Entry {
+	start := 0
+	if i > 0 {
+		start = sc.entEnd[i-1]
+	}
+	return sc.entries[start:sc.entEnd[i]]
+}
+
+// ShouldRateLimit decides req: see the package comment for the flow and
+// DESIGN.md §2-3 for the semantics. Errors are gRPC statuses:
+// InvalidArgument for a malformed request, FailedPrecondition before the
+// first config, Unavailable when the backend fails or misses its deadline.
+// It never answers overall_code UNKNOWN.
+func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	resp, err := s.decide(ctx, req)
+	if err != nil {
+		_, label := classify(err)
+		s.m.byCode[label].Inc()
+		if label == codeInvalidArgument {
+			s.log.Debug("rate limit request refused", "domain", req.GetDomain(), "error", err.Error())
+		} else {
+			s.log.Warn("rate limit request failed", "domain", req.GetDomain(), "error", err.Error())
+		}
+		return nil, toStatus(err)
+	}
+	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT {
+		s.m.byCode[codeOverLimit].Inc()
+	} else {
+		s.m.byCode[codeOK].Inc()
+	}
+	return resp, nil
+}
+
+// validate checks req against the protocol and the bounds.
+func validate(req *rlsv3.RateLimitRequest) error {
+	d := req.GetDomain()
+	if d == "" {
+		return invalidf("rate limit domain must not be empty")
+	}
+	if len(d) > MaxValueLen {
+		return invalidf("rate limit domain is longer than %d bytes", MaxValueLen)
+	}
+	ds := req.GetDescriptors()
+	if len(ds) == 0 {
+		return invalidf("rate limit descriptor list must not be empty")
+	}
+	if len(ds) > MaxDescriptors {
+		return invalidf("rate limit descriptor list has %d descriptors, more than the maximum of %d", len(ds), MaxDescriptors)
+	}
+	for i, desc := range ds {
+		es := desc.GetEntries()
+		if len(es) == 0 {
+			return invalidf("rate limit descriptor %d has no entries", i)
+		}
+		if len(es) > MaxEntries {
+			return invalidf("rate limit descriptor %d has %d entries, more than the maximum of %d", i, len(es), MaxEntries)
+		}
+		for j, e := range es {
+			if e.GetKey() == "" {
+				return invalidf("rate limit descriptor %d entry %d has an empty key", i, j)
+			}
+			if len(e.GetKey()) > MaxValueLen {
+				return invalidf("rate limit descriptor %d entry %d key is longer than %d bytes", i, j, MaxValueLen)
+			}
+			if len(e.GetValue()) > MaxValueLen {
+				return invalidf("rate limit descriptor %d entry %d value is longer than %d bytes", i, j, MaxValueLen)
+			}
+		}
+	}
+	return nil
+}
+
+// hitsOf returns the hits of descriptor desc of a call whose request-level
+// hits_addend is reqHits: the descriptor's hits_addend when set (0 checks
+// without consuming), else the request's, where 0 means 1; negated by
+// is_negative_hits.
+func hitsOf(reqHits uint32, desc *commonv3.RateLimitDescriptor) int64 {
+	h := uint64(reqHits)
+	if h == 0 {
+		h = 1
+	}
+	if ha := desc.GetHitsAddend(); ha != nil {
+		h = ha.GetValue()
+	}
+	if h > math.MaxInt64 {
+		h = math.MaxInt64
+	}
+	if desc.GetIsNegativeHits() {
+		return -int64(h)
+	}
+	return int64(h)
+}
+
+func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv3.RateLimitResponse, error) {
+	if err := validate(req); err != nil {
+		return nil, err
+	}
+	sn := s.snap.Load()
+	if sn == nil {
+		return nil, errNoConfig
+	}
+	cfg := sn.cfg
+	domain := req.Domain
+	ds := req.Descriptors
+	n := len(ds)
+
+	sc := s.pool.Get().(*scratch)
+	defer s.release(sc)
+	sc.reset(n)
+
+	// 1. Match every descriptor (reference: constructLimitsToCheck).
+	for i, desc := range ds {
+		for _, e := range desc.Entries {
+			sc.entries = append(sc.entries, config.Entry{Key: e.Key, Value: e.Value})
+		}
+		sc.entEnd = append(sc.entEnd, len(sc.entries))
+		ents := sc.descEntries(i)
+		sc.hits[i] = hitsOf(req.HitsAddend, desc)
+		sc.rules[i], sc.kinds[i] = nil, kindNone
+		if lim := desc.GetLimit(); lim != nil {
+			if !cfg.HasDomain(domain) {
+				continue
+			}
+			r, err := config.OverrideRule(domain, ents, lim.GetRequestsPerUnit(), config.Unit(lim.GetUnit()))
+			if err != nil {
+				return nil, invalidf("rate limit descriptor %d: limit override: %v", i, err)
+			}
+			sc.rules[i], sc.kinds[i] = r, kindOverride
+			continue
+		}
+		r := cfg.Match(domain, ents)
+		if r == nil {
+			continue
+		}
+		sc.rules[i] = r
+		sc.replacing = append(sc.replacing, r.Replaces...)
+		if r.Unlimited {
+			sc.kinds[i] = kindUnlimited
+		} else {
+			sc.kinds[i] = kindCounted
+		}
+	}
+	// 2. replaces: a counted rule whose name another matched rule of this
+	// call replaces is dropped (unlimited rules are never dropped, as in
+	// the reference, where they are no longer in limitsToCheck by then).
+	if len(sc.replacing) > 0 {
+		for i := range n {
+			if sc.kinds[i] == kindCounted && sc.rules[i].Name != "" && slices.Contains(sc.replacing, sc.rules[i].Name) {
+				sc.kinds[i] = kindReplaced
+			}
+		}
+	}
+	// 3. One backend request per counted descriptor, keys in one buffer.
+	for i := range n {
+		sc.reqOf[i] = -1
+		if sc.kinds[i] != kindCounted && sc.kinds[i] != kindOverride {
+			continue
+		}
+		r := sc.rules[i]
+		sc.keys = append(sc.keys, s.o.KeyPrefix...)
+		sc.keys = r.AppendKey(sc.keys, sc.descEntries(i))
+		sc.keyEnd = append(sc.keyEnd, len(sc.keys))
+		sc.reqOf[i] = len(sc.reqs)
+		sc.reqs = append(sc.reqs, backends.Request{
+			Limit:  r.Limit,
+			Hits:   sc.hits[i],
+			Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalShadowMode,
+		})
+	}
+	start := 0
+	for j := range sc.reqs {
+		sc.reqs[j].Key = sc.keys[start:sc.keyEnd[j]:sc.keyEnd[j]]
+		start = sc.keyEnd[j]
+	}
+	if len(sc.reqs) > 0 {
+		sc.out = slices.Grow(sc.out[:0], len(sc.reqs))[:len(sc.reqs)]
+		if err := s.apply(ctx, sc.reqs, sc.out); err != nil {
+			return nil, err
+		}
+	}
+	return s.respond(sn, req, sc), nil
+}
+
+// apply calls the backend under the backend deadline.
+func (s *Server) apply(ctx context.Context, reqs []backends.Request, out []algorithms.Decision) error {
+	now := s.now().UnixMicro()
+	t0 := time.Now()
+	deadline := t0.Add(s.o.BackendTimeout)
+	actx := ctx
+	if d, ok := ctx.Deadline(); s.o.BackendTimeout > 0 && (!ok || d.After(deadline)) {
+		var cancel context.CancelFunc
+		actx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	err := s.o.Backend.Apply(actx, now, s.o.Mode, reqs, out)
+	s.m.backendTime.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.m.backendErrs.Inc()
+		return &backendError{err: err}
+	}
+	return nil
+}
+
+// respond builds the response from the decisions, as envoyproxy/ratelimit's
+// shouldRateLimitWorker, and records the metrics.
+func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch) *rlsv3.RateLimitResponse {
+	n := len(req.Descriptors)
+	nc := len(sc.reqs)
+	// One allocation per kind of message, not one per descriptor.
+	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	ptrs := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	var limits []rlsv3.RateLimitResponse_RateLimit
+	var durs []durationpb.Duration
+	if nc > 0 {
+		limits = make([]rlsv3.RateLimitResponse_RateLimit, nc)
+		durs = make([]durationpb.Duration, nc)
+	}
+	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: ptrs}
+
+	// The descriptor closest to its limit, for the headers: the reference's
+	// minimumDescriptor (strictly smallest remaining first, then the last
+	// enforced over-limit descriptor wins).
+	minIdx := -1
+	minRemaining := uint32(math.MaxUint32)
+	quotaEnabled := false
+
+	for i := range n {
+		st := &statuses[i]
+		ptrs[i] = st
+		st.Code = rlsv3.RateLimitResponse_OK
+		switch sc.kinds[i] {
+		case kindNone, kindReplaced:
+			continue
+		case kindUnlimited:
+			st.LimitRemaining = math.MaxUint32
+			continue
+		}
+		j := sc.reqOf[i]
+		r := sc.rules[i]
+		d := sc.out[j]
+		rm := s.m.ruleMetrics(sn, req.Domain, r, sc.kinds[i] == kindOverride)
+		rm.decisions.Inc()
+		if r.QuotaMode {
+			quotaEnabled = true
+		}
+
+		cl := &limits[j]
+		cl.RequestsPerUnit = r.RequestsPerUnit
+		cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(r.Unit)
+		cl.Name = r.Name
+		st.CurrentLimit = cl
+		st.LimitRemaining = clampUint32(d.Remaining)
+		du := &durs[j]
+		du.Seconds = ceilSeconds(d.ResetAfter)
+		st.DurationUntilReset = du
+
+		if st.LimitRemaining < minRemaining {
+			minIdx, minRemaining = i, st.LimitRemaining
+		}
+		if d.Allowed || r.ShadowMode {
+			sc.passed = append(sc.passed, r)
+		}
+		if d.Allowed {
+			if sc.hits[i] > 0 && d.Remaining*5 <= r.Limit.Rate {
+				rm.nearLimit.Inc()
+			}
+			continue
+		}
+		rm.overLimit.Inc()
+		switch {
+		case r.ShadowMode:
+			// Reference base_limiter: a shadow-mode rule over its limit
+			// answers OK, remaining and reset as computed.
+			rm.shadow.Inc()
+		case r.QuotaMode:
+			// Reference ratelimit.go (quota mode): the violation is
+			// reported in the dynamic metadata, the status becomes OK with
+			// current_limit and limit_remaining only, and the call is not
+			// refused for it.
+			sc.quotaViol = append(sc.quotaViol, i)
+			st.DurationUntilReset = nil
+		default:
+			st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+			minIdx, minRemaining = i, 0
+		}
+	}
+
+	if s.o.ResponseHeaders && minIdx >= 0 {
+		st := &statuses[minIdx]
+		reset := durs[sc.reqOf[minIdx]].Seconds
+		resp.ResponseHeadersToAdd = []*corev3.HeaderValue{
+			{Key: s.o.HeaderLimit, Value: strconv.FormatUint(uint64(st.CurrentLimit.RequestsPerUnit), 10)},
+			{Key: s.o.HeaderRemaining, Value: strconv.FormatUint(uint64(st.LimitRemaining), 10)},
+			{Key: s.o.HeaderReset, Value: strconv.FormatInt(reset, 10)},
+		}
+	}
+	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT && s.o.GlobalShadowMode {
+		resp.OverallCode = rlsv3.RateLimitResponse_OK
+		s.m.globalShadow.Inc()
+	}
+	if s.o.DynamicMetadata {
+		resp.DynamicMetadata = dynamicMetadata(req, sc.passed, sc.quotaViol, quotaEnabled)
+	}
+	return resp
+}
+
+// ceilSeconds rounds microseconds up to whole seconds. For a fixed window it
+// equals the reference's CalculateReset, divider - now%divider (in whole
+// seconds, now truncated to the second).
+func ceilSeconds(us int64) int64 {
+	if us <= 0 {
+		return 0
+	}
+	return (us + algorithms.Second - 1) / algorithms.Second
+}
+
+func clampUint32(v int64) uint32 {
+	switch {
+	case v < 0:
+		return 0
+	case v > math.MaxUint32:
+		return math.MaxUint32
+	}
+	return uint32(v)
+}
