@@ -1,0 +1,61 @@
+# make test   gofmt check, go vet, go test -race, a short run of every fuzz target
+# make build  builds bin/ratelimitd
+# make run    runs the server with the quickstart config
+#
+# Everything runs from a fresh clone with nothing but Go installed;
+# ensure-deps installs what the tests need when it is missing.
+
+GO        ?= go
+FUZZTIME  ?= 10s
+BIN       ?= bin
+
+.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean
+
+all: test
+
+test: ensure-deps fmt-check vet unit fuzz
+
+# Fails listing the files gofmt would change (testdata excepted).
+fmt-check:
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l); \
+	if [ -n "$$files" ]; then echo "gofmt would change these files:"; echo "$$files"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Runs every `func FuzzXxx` found in a _test.go file for FUZZTIME each.
+fuzz:
+	@set -e; \
+	grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]*\(' . 2>/dev/null | sort | while read -r file; do \
+		dir=./$$(dirname "$${file#./}"); \
+		for name in $$(sed -nE 's/^func (Fuzz[A-Za-z0-9_]*)\(.*/\1/p' "$$file"); do \
+			echo "fuzz $$dir $$name ($(FUZZTIME))"; \
+			$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) "$$dir"; \
+		done; \
+	done
+
+# Installs the tools the tests need when they are missing. Today that is
+# nothing beyond Go; redis-server is installed (when running as root with
+# apt-get) once a test needs it, set NEED_REDIS=1 until then.
+ensure-deps:
+	@command -v $(GO) >/dev/null || { echo "go is not installed: see https://go.dev/dl/"; exit 1; }
+	@if [ "$(NEED_REDIS)" = 1 ] && ! command -v redis-server >/dev/null; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "redis-server is missing and cannot be installed here (not root, or no apt-get)"; \
+		fi; \
+	fi
+
+build:
+	$(GO) build -o $(BIN)/ratelimitd ./cmd/ratelimitd
+
+run:
+	$(GO) run ./cmd/ratelimitd
+
+clean:
+	rm -rf $(BIN)
