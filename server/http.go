@@ -19,7 +19,8 @@ const maxJSONBody = 1 << 20
 //
 //	/healthcheck  envoyproxy/ratelimit's health check: 200 "OK" while SERVING, else 500
 //	/healthz      liveness: always 200 "ok"
-//	/readyz       readiness: 200 "ready" once a config is loaded and SetServing(true), else 503
+//	/readyz       readiness: 200 "ready" once a config is loaded and SetServing(true) and
+//	              Options.Ready (if set) returns nil, else 503 with the reason
 //	/json         envoyproxy/ratelimit's JSON gateway: the body is a RateLimitRequest in
 //	              protojson; the answer is the RateLimitResponse in protojson with 200 when
 //	              OK and 429 when OVER_LIMIT. A body that does not parse or a request that is
@@ -46,6 +47,12 @@ func (s *Server) HTTPHandler() http.Handler {
 		case !s.ready():
 			http.Error(w, "not ready: not serving", http.StatusServiceUnavailable)
 		default:
+			if s.o.Ready != nil {
+				if err := s.o.Ready(r.Context()); err != nil {
+					http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+					return
+				}
+			}
 			io.WriteString(w, "ready\n")
 		}
 	})

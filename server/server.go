@@ -14,6 +14,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -83,6 +84,11 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Logger receives the logs; default slog.Default().
 	Logger *slog.Logger
+	// Ready, when set, is consulted by /readyz once the server is serving:
+	// an error makes it answer 503 with the error's text (e.g. the Redis
+	// backend is unreachable). It must return promptly (it runs under the
+	// probe's request context); gRPC health does not consult it.
+	Ready func(context.Context) error
 }
 
 // Server answers ShouldRateLimit from the loaded config and the backend.
