@@ -17,6 +17,9 @@ import "math"
 //
 // Arithmetic saturates: no input overflows into a wrong decision.
 func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
+	if inWindow(l, now) {
+		return fixedCalendar(l, s, now, hits)
+	}
 	period := l.Period
 	if period <= 0 {
 		period = 1
@@ -36,6 +39,30 @@ func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
 		count = s.B
 		resetAfter = addSat(resetAfter, period)
 	}
+	d, after := fixedDecide(l.Rate, count, hits, resetAfter)
+	return d, State{A: start, B: after}
+}
+
+// fixedCalendar is fixedWindow in the caller's window [WindowStart,
+// WindowEnd), which contains now. The state keeps the window's end in C.
+// As with epoch windows, a state from the very next window (C its end) is
+// honoured.
+func fixedCalendar(l Limit, s State, now, hits int64) (Decision, State) {
+	start, end := l.WindowStart, l.WindowEnd
+	count := int64(0)
+	switch {
+	case s.A == start:
+		count = s.B
+	case s.B > 0 && s.A == end && s.C > end:
+		start, end, count = s.A, s.C, s.B
+	}
+	d, after := fixedDecide(l.Rate, count, hits, end-now)
+	return d, State{A: start, B: after, C: end}
+}
+
+// fixedDecide decides hits on a window holding count, resetAfter before
+// its end, and returns the decision and the count after the hits.
+func fixedDecide(rate, count, hits, resetAfter int64) (Decision, int64) {
 	if count < 0 {
 		count = 0
 	}
@@ -44,12 +71,12 @@ func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
 		after = 0
 	}
 	d := Decision{ResetAfter: resetAfter, Count: after}
-	if after <= l.Rate {
+	if after <= rate {
 		d.Allowed = true
-		d.Remaining = l.Rate - after
+		d.Remaining = rate - after
 	} else {
 		d.RetryAfter = d.ResetAfter
-		if hits > l.Rate {
+		if hits > rate {
 			// Never admitted in any window; retrying cannot help.
 			d.RetryAfter = -1
 		}
@@ -57,11 +84,20 @@ func fixedWindow(l Limit, s State, now, hits int64) (Decision, State) {
 	if d.Remaining < 0 {
 		d.Remaining = 0
 	}
-	return d, State{A: start, B: after}
+	return d, after
+}
+
+// inWindow reports whether l carries a caller-computed window containing
+// now.
+func inWindow(l Limit, now int64) bool {
+	return l.WindowStart < l.WindowEnd && l.WindowStart <= now && now < l.WindowEnd
 }
 
 // fixedWindowExpiry is the end of the state's window.
 func fixedWindowExpiry(l Limit, s State) int64 {
+	if s.C > s.A {
+		return s.C
+	}
 	period := l.Period
 	if period <= 0 {
 		period = 1

@@ -120,12 +120,14 @@ type Rule struct {
 	// "domain.key_value.key": bounded by the config, fit for metric labels.
 	// Wildcard levels keep their pattern ("domain.path_/api/*").
 	StatKey string
-	// Name is the rule's `name`, reported in current_limit.
+	// Name is the rule's `name`, reported in current_limit (for a
+	// rate_limits list, the first limit's).
 	Name string
 	// Unlimited rules never touch the backend. Their Unit is UnitUnknown,
 	// their RequestsPerUnit 0 and their Limit the zero Limit.
 	Unlimited bool
-	// RequestsPerUnit and Unit as configured.
+	// RequestsPerUnit and Unit as configured (for a rate_limits list, the
+	// first limit's; see Limits).
 	RequestsPerUnit uint32
 	Unit            Unit
 	// ShadowMode rules are counted but always answer OK.
@@ -147,8 +149,13 @@ type Rule struct {
 	// Go values (map[string]any, []any, string, int64, float64, bool, nil)
 	// ready for structpb. Nil when absent.
 	Metadata map[string]any
-	// Limit is the compiled limit the backend applies.
+	// Limit is the compiled limit the backend applies: Limits[0].Limit.
 	Limit algorithms.Limit
+	// Limits are every limit of the rule, all of which must pass: one for
+	// a rate_limit (or a `limit` override), one per entry of a
+	// rate_limits list, in config order. Empty for unlimited rules. Each
+	// is one bucket, keyed by AppendLimitKey.
+	Limits []RuleLimit
 	// File and Line locate the descriptor in its config file; empty and 0
 	// for override rules.
 	File string

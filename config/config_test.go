@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 )
@@ -18,34 +19,64 @@ import (
 // invalidFixtures maps each file of testdata/invalid, one per validation
 // error, to the exact errors it gives ("path: message", without the file).
 var invalidFixtures = map[string][]string{
-	"bad_bool":                         {`test.k: shadow_mode must be true or false, found "maybe"`},
-	"bad_requests_per_unit":            {`test.k: requests_per_unit must be an integer from 0 to 4294967295, found "-1"`},
-	"bad_unit":                         {`test.k: unit "minutes" is not one of second, minute, hour, day, week, month, year`},
-	"bad_yaml":                         {`line 2: invalid YAML: did not find expected '-' indicator`},
-	"descriptor_not_a_mapping":         {`test.descriptors[0]: descriptor must be a mapping with key, value, rate_limit..., found "a"`},
-	"descriptors_not_a_list":           {`test: descriptors must be a list, found a mapping`},
-	"duplicate_key":                    {`test.key1=value1: duplicate descriptor: the same key and value are already declared at this level (line 3)`},
-	"empty":                            {`file is empty: want a mapping with domain and descriptors`},
-	"empty_domain":                     {`domain: missing or empty; every file needs a domain`},
-	"empty_key":                        {`test.descriptors[0]: key is missing or empty`},
-	"key_not_a_string":                 {`test.descriptors[0]: key must be a string, found a list`},
-	"metadata_not_a_mapping":           {`test.k: metadata must be a mapping, found a list`},
-	"missing_unit":                     {`test.k=v: unit is missing: want one of second, minute, hour, day, week, month, year`},
-	"nested_error":                     {`test.a=1.b.c=x*: unit "fortnight" is not one of second, minute, hour, day, week, month, year`},
-	"non_string_key":                   {`test.descriptors[0]: keys must be strings, found a list`},
-	"not_a_mapping":                    {`line 1: want a mapping with domain and descriptors, found a list`},
-	"rate_limit_not_a_mapping":         {`test.k: rate_limit must be a mapping with unit and requests_per_unit, found "fast"`},
-	"repeated_yaml_key":                {`test.descriptors[0]: key "key" appears twice (first at line 3)`},
-	"replaces_empty":                   {`test.k: replaces[0] has an empty name`},
-	"replaces_self":                    {`test.k: replaces[0] names the rule itself ("mine")`},
-	"share_threshold_without_wildcard": {`test.files=files/a.pdf: share_threshold needs a value with a * wildcard, found "files/a.pdf"`},
-	"share_threshold_without_value":    {`test.files: share_threshold needs a value with a * wildcard, found no value`},
-	"two_documents":                    {`line 2: file holds more than one YAML document: put each domain in its own file`},
-	"unknown_key":                      {`test.k: unknown key "ratelimit" (want key, value, rate_limit, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`},
-	"unknown_rate_limit_key":           {`test.k: unknown key "requestsperunit" in rate_limit (want unit, requests_per_unit, unlimited, name, replaces)`},
-	"unknown_replaces_key":             {`test.k: unknown key "rule" in replaces[0] (want name)`},
-	"unknown_top_key":                  {`test: unknown key "descriptor" (want domain, descriptors)`},
-	"unlimited_with_unit":              {`test.foo: unlimited: true cannot have a unit (found "day"): an unlimited rule has no window`},
+	// ratelimitd's extensions: algorithms, bursts, periods, calendars, rate_limits.
+	"bad_alignment":                     {"test.k: alignment \"local\" is not one of epoch, calendar"},
+	"bad_burst":                         {"test.k: burst must be an integer from 1 to 1099511627776, found \"0\""},
+	"bad_burst_multiplier":              {"test.k: burst_multiplier must be a number greater than 0, found \"-3\""},
+	"bad_lease":                         {"test.k: lease must be a duration such as 30s, 5m or 90m, at most 10 years, found \"forever\""},
+	"bad_period":                        {"test.k: period must be a duration such as 30s, 5m or 90m, at most 10 years, found \"fortnight\""},
+	"bad_timezone":                      {"test.k: timezone \"Mars/Olympus_Mons\" is not a known IANA time zone (such as Europe/Paris or UTC)"},
+	"burst_and_multiplier":              {"test.k: set burst or burst_multiplier, not both"},
+	"burst_multiplier_zero_burst":       {"test.k: burst_multiplier 0.5 gives a burst of 0 with requests_per_unit 1"},
+	"burst_wrong_algorithm":             {"test.k: burst applies only to algorithms token_bucket and gcra, not sliding_window"},
+	"calendar_bad_unit":                 {"test.k: alignment: calendar needs a unit of hour, day, week, month or year, without period or unit_multiplier"},
+	"calendar_wrong_algorithm":          {"test.k: alignment: calendar applies only to algorithms fixed_window and sliding_window, not gcra"},
+	"concurrency_with_unit":             {"test.k: unit does not apply to algorithm concurrency: it takes max_in_flight and lease"},
+	"concurrency_without_lease":         {"test.k: algorithm concurrency needs a lease (how long an acquisition lasts when its release is lost), such as 30m"},
+	"concurrency_without_max_in_flight": {"test.k: algorithm concurrency needs max_in_flight greater than 0"},
+	"lease_without_concurrency":         {"test.k: lease applies only to algorithm concurrency"},
+	"period_and_unit_multiplier":        {"test.k: set period or unit_multiplier, not both"},
+	"period_not_multiple_of_unit":       {"test.k: period 90m is not a whole number of hours: drop unit (the reported unit is then derived from the period) or pick a smaller one"},
+	"period_not_seconds":                {"test.k: period 1500ms is not a whole number of seconds (the smallest unit Envoy reports)"},
+	"period_too_long":                   {"test.k: the period is longer than 10 years"},
+	"rate_limit_and_rate_limits":        {"test.k: set rate_limit or rate_limits, not both"},
+	"rate_limits_empty":                 {"test.k: rate_limits is empty: give at least one limit"},
+	"rate_limits_item_not_a_mapping":    {"test.k: rate_limits[0] must be a mapping with unit and requests_per_unit, found \"10/second\""},
+	"rate_limits_not_a_list":            {"test.k: rate_limits must be a list of limits, found a mapping"},
+	"rate_limits_unknown_key":           {"test.k: unknown key \"replaces\" in rate_limits[1] (want unit, requests_per_unit, name, algorithm, burst, burst_multiplier, period, unit_multiplier, alignment, timezone, max_in_flight, lease; unlimited and replaces belong to a single rate_limit)"},
+	"rate_zero":                         {"test.k: algorithm token_bucket needs requests_per_unit greater than 0"},
+	"timezone_without_calendar":         {"test.k: timezone applies only with alignment: calendar"},
+	"unit_multiplier_zero":              {"test.k: unit_multiplier must be greater than 0"},
+	"unknown_algorithm":                 {"test.k: algorithm \"leaky\" is not one of fixed_window, sliding_window, token_bucket, gcra, concurrency"},
+	"unlimited_with_algorithm":          {"test.k: unlimited: true cannot have algorithm: an unlimited rule has no limit"},
+	"bad_bool":                          {`test.k: shadow_mode must be true or false, found "maybe"`},
+	"bad_requests_per_unit":             {`test.k: requests_per_unit must be an integer from 0 to 4294967295, found "-1"`},
+	"bad_unit":                          {`test.k: unit "minutes" is not one of second, minute, hour, day, week, month, year`},
+	"bad_yaml":                          {`line 2: invalid YAML: did not find expected '-' indicator`},
+	"descriptor_not_a_mapping":          {`test.descriptors[0]: descriptor must be a mapping with key, value, rate_limit..., found "a"`},
+	"descriptors_not_a_list":            {`test: descriptors must be a list, found a mapping`},
+	"duplicate_key":                     {`test.key1=value1: duplicate descriptor: the same key and value are already declared at this level (line 3)`},
+	"empty":                             {`file is empty: want a mapping with domain and descriptors`},
+	"empty_domain":                      {`domain: missing or empty; every file needs a domain`},
+	"empty_key":                         {`test.descriptors[0]: key is missing or empty`},
+	"key_not_a_string":                  {`test.descriptors[0]: key must be a string, found a list`},
+	"metadata_not_a_mapping":            {`test.k: metadata must be a mapping, found a list`},
+	"missing_unit":                      {`test.k=v: unit is missing: want one of second, minute, hour, day, week, month, year`},
+	"nested_error":                      {`test.a=1.b.c=x*: unit "fortnight" is not one of second, minute, hour, day, week, month, year`},
+	"non_string_key":                    {`test.descriptors[0]: keys must be strings, found a list`},
+	"not_a_mapping":                     {`line 1: want a mapping with domain and descriptors, found a list`},
+	"rate_limit_not_a_mapping":          {`test.k: rate_limit must be a mapping with unit and requests_per_unit, found "fast"`},
+	"repeated_yaml_key":                 {`test.descriptors[0]: key "key" appears twice (first at line 3)`},
+	"replaces_empty":                    {`test.k: replaces[0] has an empty name`},
+	"replaces_self":                     {`test.k: replaces[0] names the rule itself ("mine")`},
+	"share_threshold_without_wildcard":  {`test.files=files/a.pdf: share_threshold needs a value with a * wildcard, found "files/a.pdf"`},
+	"share_threshold_without_value":     {`test.files: share_threshold needs a value with a * wildcard, found no value`},
+	"two_documents":                     {`line 2: file holds more than one YAML document: put each domain in its own file`},
+	"unknown_key":                       {`test.k: unknown key "ratelimit" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`},
+	"unknown_rate_limit_key":            {`test.k: unknown key "requestsperunit" in rate_limit (want unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, burst_multiplier, period, unit_multiplier, alignment, timezone, max_in_flight, lease)`},
+	"unknown_replaces_key":              {`test.k: unknown key "rule" in replaces[0] (want name)`},
+	"unknown_top_key":                   {`test: unknown key "descriptor" (want domain, descriptors)`},
+	"unlimited_with_unit":               {`test.foo: unlimited: true cannot have a unit (found "day"): an unlimited rule has no window`},
 }
 
 func errorStrings(t *testing.T, err error) []string {
@@ -106,7 +137,7 @@ func TestEveryErrorOfAFileIsReported(t *testing.T) {
 		f + `: test.a: unit "minutes" is not one of second, minute, hour, day, week, month, year`,
 		f + `: test.a: duplicate descriptor: the same key and value are already declared at this level (line 5)`,
 		f + `: test.b=exact: share_threshold needs a value with a * wildcard, found "exact"`,
-		f + `: test.b=exact.c: unknown key "colour" (want key, value, rate_limit, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`,
+		f + `: test.b=exact.c: unknown key "colour" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`,
 		f + `: test.b=exact.c: unlimited: true cannot have a unit (found "hour"): an unlimited rule has no window`,
 	}
 	if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
@@ -290,7 +321,7 @@ func TestRuleFields(t *testing.T) {
 	for _, r := range want {
 		r.File = "testdata/valid/features.yaml"
 	}
-	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Rule{})); diff != "" {
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(Rule{}), cmpopts.IgnoreFields(Rule{}, "Limits")); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
 }
@@ -525,7 +556,7 @@ func TestOverrideRule(t *testing.T) {
 		Domain: "api", Path: "api.user=alice.path", StatKey: "api.user_alice.path",
 		RequestsPerUnit: 42, Unit: Hour, Limit: algorithms.Limit{Rate: 42, Period: algorithms.Hour},
 	}
-	if diff := cmp.Diff(want, r, cmp.AllowUnexported(Rule{})); diff != "" {
+	if diff := cmp.Diff(want, r, cmp.AllowUnexported(Rule{}), cmpopts.IgnoreFields(Rule{}, "Limits")); diff != "" {
 		t.Errorf("OverrideRule (-want +got):\n%s", diff)
 	}
 	for _, u := range []Unit{UnitUnknown, 8, -1} {

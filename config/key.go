@@ -20,8 +20,21 @@ import (
 // matching it counts against one bucket. The period is part of the key so
 // that changing a rule's unit starts a fresh bucket.
 //
-// It does not allocate when dst has room for the key.
+// It does not allocate when dst has room for the key. It is
+// AppendLimitKey for the rule's first limit.
 func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
+	return r.AppendLimitKey(dst, entries, 0)
+}
+
+// AppendLimitKey appends the bucket key of the rule's limit i (an index
+// into Limits) for entries: AppendKey's fields with the limit's algorithm
+// and period, then, for a calendar-aligned limit, a field "calendar:" and
+// its time zone, and for every limit but the first of a rate_limits list
+// its index. So the limits of one list never share a bucket, nor do limits
+// that differ in algorithm, period or alignment; and the first limit's key
+// is the single rate_limit's, which keeps its bucket when a rate_limit
+// becomes the first of a list.
+func (r *Rule) AppendLimitKey(dst []byte, entries []Entry, i int) []byte {
 	dst = appendField(dst, r.Domain)
 	dst = appendIntField(dst, int64(len(entries)))
 	for i, e := range entries {
@@ -32,8 +45,24 @@ func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
 		}
 		dst = appendField(dst, v)
 	}
-	dst = appendField(dst, r.Limit.Algorithm.String())
-	return appendIntField(dst, r.Limit.Period)
+	lim, cal := r.Limit, ""
+	if i < len(r.Limits) {
+		lim = r.Limits[i].Limit
+		if loc := r.Limits[i].Calendar; loc != nil {
+			cal = loc.String()
+		}
+	}
+	dst = appendField(dst, lim.Algorithm.String())
+	dst = appendIntField(dst, lim.Period)
+	if r.Limits != nil && r.Limits[min(i, len(r.Limits)-1)].Calendar != nil {
+		dst = strconv.AppendInt(dst, int64(len("calendar:")+len(cal)), 10)
+		dst = append(dst, ":calendar:"...)
+		dst = append(dst, cal...)
+	}
+	if i > 0 {
+		dst = appendIntField(dst, int64(i))
+	}
+	return dst
 }
 
 func appendField(dst []byte, s string) []byte {
@@ -83,12 +112,14 @@ func OverrideRule(domain string, entries []Entry, requestsPerUnit uint32, unit U
 	if len(entries) == 0 {
 		stat.WriteByte('.') // the reference's domain + "." + ""
 	}
+	l := RuleLimit{RequestsPerUnit: requestsPerUnit, Unit: unit, UnitMultiplier: 1, Limit: algorithms.Limit{Algorithm: algorithms.FixedWindow, Rate: int64(requestsPerUnit), Period: period}}
 	return &Rule{
 		Domain:          domain,
 		Path:            path.String(),
 		StatKey:         stat.String(),
 		RequestsPerUnit: requestsPerUnit,
 		Unit:            unit,
-		Limit:           algorithms.Limit{Algorithm: algorithms.FixedWindow, Rate: int64(requestsPerUnit), Period: period},
+		Limit:           l.Limit,
+		Limits:          []RuleLimit{l},
 	}, nil
 }

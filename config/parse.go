@@ -16,8 +16,6 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
-
-	"github.com/ratelimitd/ratelimitd/algorithms"
 )
 
 const (
@@ -196,6 +194,7 @@ func orWhere(path, domain string) string {
 // from them.
 type descriptorFields struct {
 	key, value, rateLimit, descriptors       *yaml.Node
+	rateLimits                               *yaml.Node
 	shadow, quota, detailed, toMetric, share *yaml.Node
 	metadata                                 *yaml.Node
 	unknown                                  []*yaml.Node
@@ -258,6 +257,8 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			d.value = v
 		case "rate_limit":
 			d.rateLimit = v
+		case "rate_limits":
+			d.rateLimits = v
 		case "descriptors":
 			d.descriptors = v
 		case "shadow_mode":
@@ -306,7 +307,7 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		valid = false
 	}
 	for _, k := range d.unknown {
-		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)", k.Value)
+		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)", k.Value)
 	}
 
 	d.shadowMode = fp.boolField(path, "shadow_mode", d.shadow)
@@ -333,24 +334,31 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 	}
 
 	var rule *Rule
-	if d.rateLimit != nil && !isNull(deref(d.rateLimit)) {
+	hasOne := d.rateLimit != nil && !isNull(deref(d.rateLimit))
+	hasList := d.rateLimits != nil && !isNull(deref(d.rateLimits))
+	switch {
+	case hasOne && hasList:
+		fp.errorf(path, d.rateLimits, "set rate_limit or rate_limits, not both")
+	case hasOne:
 		rule = fp.rateLimit(path, deref(d.rateLimit))
-		if rule != nil {
-			rule.Domain = fp.domain
-			rule.Path = path
-			rule.StatKey = stat
-			rule.ShadowMode = d.shadowMode
-			rule.QuotaMode = d.quotaMode
-			rule.DetailedMetric = d.detailedMetric
-			rule.ValueToMetric = d.valueToMetric
-			rule.Metadata = d.metadataValue
-			rule.File = fp.file
-			rule.Line = m.Line
-			for _, s := range level {
-				if s != "" {
-					rule.share = level
-					break
-				}
+	case hasList:
+		rule = fp.rateLimits(path, deref(d.rateLimits))
+	}
+	if rule != nil {
+		rule.Domain = fp.domain
+		rule.Path = path
+		rule.StatKey = stat
+		rule.ShadowMode = d.shadowMode
+		rule.QuotaMode = d.quotaMode
+		rule.DetailedMetric = d.detailedMetric
+		rule.ValueToMetric = d.valueToMetric
+		rule.Metadata = d.metadataValue
+		rule.File = fp.file
+		rule.Line = m.Line
+		for _, s := range level {
+			if s != "" {
+				rule.share = level
+				break
 			}
 		}
 	}
@@ -386,56 +394,53 @@ func (fp *fileParser) rateLimit(path string, m *yaml.Node) *Rule {
 		return nil
 	}
 	ok := true
-	var unitNode, rpuNode, unlimitedNode, nameNode, replacesNode *yaml.Node
+	var ln limitNodes
+	var unlimitedNode, replacesNode *yaml.Node
 	fp.fields(m, path, func(k string, key, v *yaml.Node) {
 		switch k {
-		case "unit":
-			unitNode = v
-		case "requests_per_unit":
-			rpuNode = v
 		case "unlimited":
 			unlimitedNode = v
-		case "name":
-			nameNode = v
 		case "replaces":
 			replacesNode = v
 		default:
-			fp.errorf(path, key, "unknown key %q in rate_limit (want unit, requests_per_unit, unlimited, name, replaces)", k)
-			ok = false
+			if !ln.set(k, v) {
+				fp.errorf(path, key, "unknown key %q in rate_limit (want unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, burst_multiplier, period, unit_multiplier, alignment, timezone, max_in_flight, lease)", k)
+				ok = false
+			}
 		}
 	})
 	r := &Rule{}
 	r.Unlimited = fp.boolField(path, "unlimited", unlimitedNode)
 
-	name, isStr := scalarString(nameNode)
+	name, isStr := scalarString(ln.name)
 	if !isStr {
-		fp.errorf(path, nameNode, "name must be a string, found %s", kindName(nameNode))
+		fp.errorf(path, ln.name, "name must be a string, found %s", kindName(ln.name))
 		ok = false
 	}
 	r.Name = name
 
-	unitText, isStr := scalarString(unitNode)
-	if !isStr {
-		fp.errorf(path, unitNode, "unit must be a string, found %s", kindName(unitNode))
-		ok = false
+	if r.Unlimited {
+		unitText, isStr := scalarString(ln.unit)
+		switch {
+		case !isStr:
+			fp.errorf(path, ln.unit, "unit must be a string, found %s", kindName(ln.unit))
+			ok = false
+		case unitText != "":
+			fp.errorf(path, ln.unit, "unlimited: true cannot have a unit (found %q): an unlimited rule has no window", unitText)
+			ok = false
+		}
+		if _, rpuOK := fp.uint32Field(path, "requests_per_unit", ln.rpu); !rpuOK {
+			ok = false
+		}
+		if ext := ln.extensions(); len(ext) > 0 {
+			fp.errorf(path, m, "unlimited: true cannot have %s: an unlimited rule has no limit", strings.Join(ext, ", "))
+			ok = false
+		}
+	} else if isStr {
+		l, lOK := fp.limit(path, m, &ln)
+		ok = ok && lOK
+		r.Limits = []RuleLimit{l}
 	}
-	unit, unitErr := ParseUnit(unitText)
-	switch {
-	case !isStr:
-	case r.Unlimited && unitText != "":
-		fp.errorf(path, unitNode, "unlimited: true cannot have a unit (found %q): an unlimited rule has no window", unitText)
-		ok = false
-	case r.Unlimited:
-	case unitText == "":
-		fp.errorf(path, firstNonNil(unitNode, m), "unit is missing: want one of %s", unitList)
-		ok = false
-	case unitErr != nil:
-		fp.errorf(path, unitNode, "unit %q is not one of %s", unitText, unitList)
-		ok = false
-	}
-
-	rpu, rpuOK := fp.uint32Field(path, "requests_per_unit", rpuNode)
-	ok = ok && rpuOK
 
 	if replacesNode != nil {
 		rn := deref(replacesNode)
@@ -485,10 +490,7 @@ func (fp *fileParser) rateLimit(path string, m *yaml.Node) *Rule {
 		return nil
 	}
 	if !r.Unlimited {
-		// Like envoyproxy/ratelimit, an unlimited rule ignores requests_per_unit.
-		r.RequestsPerUnit = rpu
-		r.Unit = unit
-		r.Limit = algorithms.Limit{Algorithm: algorithms.FixedWindow, Rate: int64(rpu), Period: UnitPeriod(unit)}
+		r.setPrimary()
 	}
 	return r
 }

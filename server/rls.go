@@ -11,6 +11,7 @@ import (
 	commonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 	"github.com/ratelimitd/ratelimitd/backends"
@@ -45,7 +46,8 @@ type scratch struct {
 	rules     []*config.Rule
 	kinds     []kind
 	hits      []int64
-	reqOf     []int // index into reqs, or -1
+	reqOf     []int // index of the descriptor's first request in reqs, or -1
+	reqN      []int // number of requests of the descriptor (one per limit)
 	replacing []string
 	keys      []byte // every bucket key, back to back
 	keyEnd    []int
@@ -62,6 +64,7 @@ func (sc *scratch) reset(n int) {
 	sc.kinds = slices.Grow(sc.kinds[:0], n)[:n]
 	sc.hits = slices.Grow(sc.hits[:0], n)[:n]
 	sc.reqOf = slices.Grow(sc.reqOf[:0], n)[:n]
+	sc.reqN = slices.Grow(sc.reqN[:0], n)[:n]
 	sc.replacing = sc.replacing[:0]
 	sc.keys = sc.keys[:0]
 	sc.keyEnd = sc.keyEnd[:0]
@@ -241,22 +244,32 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 			}
 		}
 	}
-	// 3. One backend request per counted descriptor, keys in one buffer.
+	// 3. One backend request per limit of each counted descriptor (a
+	// rule with rate_limits has several), keys in one buffer; all of them
+	// in one Apply. Calendar-aligned limits get their window at now.
+	now := s.now().UnixMicro()
 	for i := range n {
-		sc.reqOf[i] = -1
+		sc.reqOf[i], sc.reqN[i] = -1, 0
 		if sc.kinds[i] != kindCounted && sc.kinds[i] != kindOverride {
 			continue
 		}
 		r := sc.rules[i]
-		sc.keys = append(sc.keys, s.o.KeyPrefix...)
-		sc.keys = r.AppendKey(sc.keys, sc.descEntries(i))
-		sc.keyEnd = append(sc.keyEnd, len(sc.keys))
 		sc.reqOf[i] = len(sc.reqs)
-		sc.reqs = append(sc.reqs, backends.Request{
-			Limit:  r.Limit,
-			Hits:   sc.hits[i],
-			Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalShadowMode,
-		})
+		sc.reqN[i] = max(len(r.Limits), 1)
+		for k := range sc.reqN[i] {
+			lim := r.Limit
+			if k < len(r.Limits) {
+				lim = r.Limits[k].At(now)
+			}
+			sc.keys = append(sc.keys, s.o.KeyPrefix...)
+			sc.keys = r.AppendLimitKey(sc.keys, sc.descEntries(i), k)
+			sc.keyEnd = append(sc.keyEnd, len(sc.keys))
+			sc.reqs = append(sc.reqs, backends.Request{
+				Limit:  lim,
+				Hits:   sc.hits[i],
+				Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalShadowMode,
+			})
+		}
 	}
 	start := 0
 	for j := range sc.reqs {
@@ -265,16 +278,41 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	}
 	if len(sc.reqs) > 0 {
 		sc.out = slices.Grow(sc.out[:0], len(sc.reqs))[:len(sc.reqs)]
-		if err := s.apply(ctx, sc.reqs, sc.out); err != nil {
+		if err := s.apply(ctx, now, sc.reqs, sc.out); err != nil {
 			return nil, err
 		}
 	}
 	return s.respond(sn, req, sc), nil
 }
 
-// apply calls the backend under the backend deadline.
-func (s *Server) apply(ctx context.Context, reqs []backends.Request, out []algorithms.Decision) error {
-	now := s.now().UnixMicro()
+// mostRestrictive returns the index, among the n decisions from first,
+// of the one a descriptor with several limits reports: a refusal before
+// any allowance; then the smallest remaining; then the refusal that lasts
+// longest (never, RetryAfter -1, first); then the longest time to reset.
+func mostRestrictive(out []algorithms.Decision, first, n int) int {
+	best := first
+	for j := first + 1; j < first+n; j++ {
+		if moreRestrictive(out[j], out[best]) {
+			best = j
+		}
+	}
+	return best
+}
+
+func moreRestrictive(a, b algorithms.Decision) bool {
+	switch {
+	case a.Allowed != b.Allowed:
+		return !a.Allowed
+	case a.Remaining != b.Remaining:
+		return a.Remaining < b.Remaining
+	case a.RetryAfter != b.RetryAfter:
+		return a.RetryAfter == -1 || (b.RetryAfter != -1 && a.RetryAfter > b.RetryAfter)
+	}
+	return a.ResetAfter > b.ResetAfter
+}
+
+// apply calls the backend at now under the backend deadline.
+func (s *Server) apply(ctx context.Context, now int64, reqs []backends.Request, out []algorithms.Decision) error {
 	t0 := time.Now()
 	deadline := t0.Add(s.o.BackendTimeout)
 	actx := ctx
@@ -302,9 +340,11 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 	ptrs := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
 	var limits []rlsv3.RateLimitResponse_RateLimit
 	var durs []durationpb.Duration
+	var umults []wrapperspb.UInt32Value
 	if nc > 0 {
 		limits = make([]rlsv3.RateLimitResponse_RateLimit, nc)
 		durs = make([]durationpb.Duration, nc)
+		umults = make([]wrapperspb.UInt32Value, nc)
 	}
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: ptrs}
 
@@ -326,8 +366,8 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 			st.LimitRemaining = math.MaxUint32
 			continue
 		}
-		j := sc.reqOf[i]
 		r := sc.rules[i]
+		j := mostRestrictive(sc.out, sc.reqOf[i], sc.reqN[i])
 		d := sc.out[j]
 		rm := s.m.ruleMetrics(sn, req.Domain, r, sc.kinds[i] == kindOverride)
 		rm.decisions.Inc()
@@ -336,9 +376,15 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 		}
 
 		cl := &limits[j]
-		cl.RequestsPerUnit = r.RequestsPerUnit
-		cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(r.Unit)
-		cl.Name = r.Name
+		rate := r.Limit.Rate
+		if k := j - sc.reqOf[i]; k < len(r.Limits) {
+			setCurrentLimit(cl, &r.Limits[k], &umults[j])
+			rate = r.Limits[k].Limit.Rate
+		} else {
+			cl.RequestsPerUnit = r.RequestsPerUnit
+			cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(r.Unit)
+			cl.Name = r.Name
+		}
 		st.CurrentLimit = cl
 		st.LimitRemaining = clampUint32(d.Remaining)
 		du := &durs[j]
@@ -352,7 +398,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 			sc.passed = append(sc.passed, r)
 		}
 		if d.Allowed {
-			if sc.hits[i] > 0 && d.Remaining*5 <= r.Limit.Rate {
+			if sc.hits[i] > 0 && d.Remaining*5 <= rate {
 				rm.nearLimit.Inc()
 			}
 			continue
@@ -379,7 +425,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 
 	if s.o.ResponseHeaders && minIdx >= 0 {
 		st := &statuses[minIdx]
-		reset := durs[sc.reqOf[minIdx]].Seconds
+		reset := durs[mostRestrictive(sc.out, sc.reqOf[minIdx], sc.reqN[minIdx])].Seconds
 		resp.ResponseHeadersToAdd = []*corev3.HeaderValue{
 			{Key: s.o.HeaderLimit, Value: strconv.FormatUint(uint64(st.CurrentLimit.RequestsPerUnit), 10)},
 			{Key: s.o.HeaderRemaining, Value: strconv.FormatUint(uint64(st.LimitRemaining), 10)},
@@ -394,6 +440,22 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 		resp.DynamicMetadata = dynamicMetadata(req, sc.passed, sc.quotaViol, quotaEnabled)
 	}
 	return resp
+}
+
+// setCurrentLimit describes limit l in Envoy's terms in cl: its rate per
+// unit and, when the period is several units (period: 90m, or
+// unit_multiplier), the multiplier in unit_multiplier (um is its storage).
+// A concurrency limit reports max_in_flight with unit UNKNOWN: it has no
+// time unit. A fixed window of one unit reports exactly what
+// envoyproxy/ratelimit does.
+func setCurrentLimit(cl *rlsv3.RateLimitResponse_RateLimit, l *config.RuleLimit, um *wrapperspb.UInt32Value) {
+	cl.RequestsPerUnit = l.RequestsPerUnit
+	cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(l.Unit)
+	cl.Name = l.Name
+	if l.UnitMultiplier > 1 {
+		um.Value = l.UnitMultiplier
+		cl.UnitMultiplier = um
+	}
 }
 
 // ceilSeconds rounds microseconds up to whole seconds. For a fixed window it

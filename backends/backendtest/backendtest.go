@@ -72,6 +72,12 @@ var scenarios = []struct {
 	{"CancelledContext", cancelledContext},
 	{"ConcurrentHotKey", concurrentHotKey},
 	{"ConcurrentCalls", concurrentCalls},
+	{"SlidingWindow", slidingWindow},
+	{"TokenBucket", tokenBucket},
+	{"GCRA", gcra},
+	{"Concurrency", concurrency},
+	{"CalendarWindows", calendarWindows},
+	{"MixedAlgorithms", mixedAlgorithms},
 }
 
 // h is one subtest's harness.
@@ -463,4 +469,111 @@ func concurrentCalls(h *h) {
 	total := int64(goroutines * calls)
 	h.expect(Base, aon, rs(h.req("x", l, 0), h.req("y", l, 0), h.req("z", l, 0), h.req("own3", l, 0)),
 		ok(1<<40-total, minute, total), ok(1<<40-total, minute, total), ok(1<<40-total, minute, total), ok(1<<40-calls, minute, calls))
+}
+
+const (
+	ms  = algorithms.Millisecond
+	day = algorithms.Day
+)
+
+func slidingWindow(h *h) {
+	l := algorithms.Limit{Algorithm: algorithms.SlidingWindow, Rate: 10, Period: minute}
+	h.expect(Base+30*sec, aon, rs(h.req("a", l, 10)), ok(0, 90*sec, 10))
+	h.expect(Base+30*sec, aon, rs(h.req("a", l, 1)), no(90*sec, 36*sec, 10))
+	// The next window: the previous 10 weigh 10 × (60 s - x) / 60 s.
+	h.expect(Base+minute, aon, rs(h.req("a", l, 1)), no(minute, 6*sec, 10))
+	h.expect(Base+minute+6*sec, aon, rs(h.req("a", l, 1)), ok(0, 2*minute-6*sec, 10))
+	h.expect(Base+minute+30*sec, aon, rs(h.req("a", l, 4)), ok(0, 90*sec, 10))
+	h.expect(Base+minute+45*sec, aon, rs(h.req("a", l, -3)), ok(5, 75*sec, 5)) // ceil(2.5) + 5 - 3
+	// Charged over-limit hits count, but weigh at most the rate next window.
+	ca := backends.ChargeAlways
+	h.expect(Base, ca, rs(h.req("b", l, 25)), no(0, -1, 25))
+	h.expect(Base+minute+30*sec, aon, rs(h.req("b", l, 0)), ok(5, 30*sec, 5))
+}
+
+func tokenBucket(h *h) {
+	// 100 a second with a burst of 300 (burst_multiplier 3).
+	l := algorithms.Limit{Algorithm: algorithms.TokenBucket, Rate: 100, Period: sec, Burst: 300}
+	h.expect(Base, aon, rs(h.req("a", l, 0)), ok(300, 0, 0))
+	h.expect(Base, aon, rs(h.req("a", l, 300)), ok(0, 3*sec, 300))
+	h.expect(Base, aon, rs(h.req("a", l, 1)), no(3*sec, 10*ms, 300))
+	h.expect(Base+5*ms, aon, rs(h.req("a", l, 1)), no(3*sec-5*ms, 5*ms, 300))
+	h.expect(Base+sec, aon, rs(h.req("a", l, 100)), ok(0, 3*sec, 300))
+	h.expect(Base+sec, aon, rs(h.req("a", l, 301)), no(3*sec, -1, 300))
+	h.expect(Base+sec+15*ms, aon, rs(h.req("a", l, -2)), ok(3, 2965*ms, 297))
+	h.expect(Base+10*sec, aon, rs(h.req("a", l, 0)), ok(300, 0, 0))
+	// A charged refusal empties the bucket; an uncharged one leaves it.
+	ten := algorithms.Limit{Algorithm: algorithms.TokenBucket, Rate: 10, Period: sec}
+	h.expect(Base, aon, rs(h.req("b", ten, 8)), ok(2, 800*ms, 8))
+	h.expect(Base, aon, rs(h.req("b", ten, 5)), no(800*ms, 300*ms, 8))
+	h.expect(Base, aon, rs(h.req("b", ten, 0)), ok(2, 800*ms, 8))
+	h.expect(Base, backends.ChargeAlways, rs(h.req("b", ten, 5)), no(800*ms, 300*ms, 10))
+	h.expect(Base, aon, rs(h.req("b", ten, 0)), ok(0, sec, 10))
+}
+
+func gcra(h *h) {
+	// 500 a minute with a burst of 50: 50 at once, then one every 120 ms.
+	l := algorithms.Limit{Algorithm: algorithms.GCRA, Rate: 500, Period: minute, Burst: 50}
+	h.expect(Base, aon, rs(h.req("a", l, 49)), ok(1, 5880*ms, 49))
+	h.expect(Base, aon, rs(h.req("a", l, 1), h.req("a", l, 0)), ok(0, 6*sec, 50), ok(0, 6*sec, 50))
+	h.expect(Base, aon, rs(h.req("a", l, 1)), no(6*sec, 120*ms, 50))
+	h.expect(Base+120*ms-1, aon, rs(h.req("a", l, 1)), no(6*sec-120*ms+1, 1, 50))
+	h.expect(Base+120*ms, aon, rs(h.req("a", l, 1)), ok(0, 6*sec, 50))
+	h.expect(Base+200*ms, aon, rs(h.req("a", l, 1)), no(6*sec-80*ms, 40*ms, 50))
+	h.expect(Base+240*ms, aon, rs(h.req("a", l, 1)), ok(0, 6*sec, 50))
+	h.expect(Base+340*ms, aon, rs(h.req("a", l, 1)), no(6*sec-100*ms, 20*ms, 50))
+	h.expect(Base+440*ms, aon, rs(h.req("a", l, 1)), ok(0, 6*sec-80*ms, 50))
+	h.expect(Base+440*ms, aon, rs(h.req("a", l, 51)), no(6*sec-80*ms, -1, 50))
+	h.expect(Base+minute, aon, rs(h.req("a", l, -1)), ok(50, 0, 0))
+}
+
+func concurrency(h *h) {
+	// Two in flight, a lease of a minute (slots of 10 s: an acquisition
+	// lives until its slot's end + 60 s).
+	l := algorithms.Limit{Algorithm: algorithms.Concurrency, Rate: 2, Period: minute}
+	h.expect(Base, aon, rs(h.req("a", l, 1)), ok(1, 70*sec, 1))
+	h.expect(Base+5*sec, aon, rs(h.req("a", l, 1)), ok(0, 65*sec, 2))
+	h.expect(Base+5*sec, aon, rs(h.req("a", l, 1)), no(65*sec, 65*sec, 2))
+	h.expect(Base+20*sec, aon, rs(h.req("a", l, -1)), ok(1, 50*sec, 1)) // a release
+	h.expect(Base+20*sec, aon, rs(h.req("a", l, 1)), ok(0, 70*sec, 2))
+	h.expect(Base+25*sec, aon, rs(h.req("a", l, -5)), ok(2, 0, 0)) // never below 0
+	h.expect(Base+25*sec, aon, rs(h.req("a", l, 0)), ok(2, 0, 0))
+	// A lost release heals when its lease ends.
+	h.expect(Base+3*sec, aon, rs(h.req("b", l, 2)), ok(0, 67*sec, 2))
+	h.expect(Base+69*sec, aon, rs(h.req("b", l, 1)), no(sec, sec, 2))
+	h.expect(Base+70*sec, aon, rs(h.req("b", l, 1)), ok(1, 70*sec, 1))
+	// A refused acquisition is never held, whatever the mode.
+	h.expect(Base, backends.ChargeAlways, rs(h.req("c", l, 2), h.req("c", l, 1)), ok(0, 70*sec, 2), no(70*sec, 70*sec, 2))
+	h.expect(Base+sec, aon, rs(h.req("c", l, -1), h.req("c", l, 1)), ok(1, 69*sec, 1), ok(0, 69*sec, 2))
+}
+
+func calendarWindows(h *h) {
+	// The caller's calendar windows: February 2100 has 28 days (Base is
+	// January 1st, 2100, UTC), March 31.
+	feb := Base + 31*day
+	mar := feb + 28*day
+	fw := algorithms.Limit{Rate: 2, Period: 30 * day, WindowStart: feb, WindowEnd: mar}
+	h.expect(feb+day, aon, rs(h.req("f", fw, 2)), ok(0, 27*day, 2))
+	h.expect(mar-1, aon, rs(h.req("f", fw, 1)), no(1, 1, 2))
+	fw.WindowStart, fw.WindowEnd = mar, mar+31*day
+	h.expect(mar, aon, rs(h.req("f", fw, 1)), ok(1, 31*day, 1))
+	// A sliding window weighs February by the share of March still to come.
+	sw := algorithms.Limit{Algorithm: algorithms.SlidingWindow, Rate: 28, Period: 30 * day, WindowStart: feb, WindowEnd: mar}
+	h.expect(feb, aon, rs(h.req("s", sw, 28)), ok(0, 56*day, 28))
+	sw.WindowStart, sw.WindowEnd = mar, mar+31*day
+	h.expect(mar+10*day, aon, rs(h.req("s", sw, 0)), ok(9, 21*day, 19)) // ceil(28 × 21/31) = 19
+}
+
+func mixedAlgorithms(h *h) {
+	// One call over buckets of every algorithm: all or nothing holds.
+	fw := perMinute(5)
+	tb := algorithms.Limit{Algorithm: algorithms.TokenBucket, Rate: 1, Period: minute}
+	cc := algorithms.Limit{Algorithm: algorithms.Concurrency, Rate: 3, Period: minute}
+	sw := algorithms.Limit{Algorithm: algorithms.SlidingWindow, Rate: 5, Period: minute}
+	g := algorithms.Limit{Algorithm: algorithms.GCRA, Rate: 5, Period: minute}
+	h.expect(Base, aon, rs(h.req("fw", fw, 1), h.req("tb", tb, 1), h.req("cc", cc, 1), h.req("sw", sw, 1), h.req("g", g, 1)),
+		ok(4, minute, 1), ok(0, minute, 1), ok(2, 70*sec, 1), ok(4, 2*minute, 1), ok(4, 12*sec, 1))
+	// The token bucket is empty: nothing else is charged.
+	h.expect(Base+sec, aon, rs(h.req("fw", fw, 1), h.req("tb", tb, 1), h.req("cc", cc, 1), h.req("sw", sw, 1), h.req("g", g, 1)),
+		ok(4, minute-sec, 1), no(minute-sec, minute-sec, 1), ok(2, 69*sec, 1), ok(4, 2*minute-sec, 1), ok(4, 11*sec, 1))
 }

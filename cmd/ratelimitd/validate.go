@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 	"github.com/ratelimitd/ratelimitd/config"
@@ -47,7 +48,21 @@ func limitText(r *config.Rule) string {
 	if r.Unlimited {
 		return "unlimited"
 	}
-	return strconv.FormatUint(uint64(r.RequestsPerUnit), 10) + "/" + r.Unit.String()
+	var parts []string
+	for _, l := range r.Limits {
+		switch {
+		case l.Limit.Algorithm == algorithms.Concurrency:
+			parts = append(parts, strconv.FormatUint(uint64(l.RequestsPerUnit), 10)+" in flight, lease "+time.Duration(l.Limit.Period*1000).String())
+		case l.UnitMultiplier > 1:
+			parts = append(parts, strconv.FormatUint(uint64(l.RequestsPerUnit), 10)+"/"+strconv.FormatUint(uint64(l.UnitMultiplier), 10)+" "+l.Unit.String()+"s")
+		default:
+			parts = append(parts, strconv.FormatUint(uint64(l.RequestsPerUnit), 10)+"/"+l.Unit.String())
+		}
+	}
+	if len(parts) == 0 {
+		return strconv.FormatUint(uint64(r.RequestsPerUnit), 10) + "/" + r.Unit.String()
+	}
+	return strings.Join(parts, " + ")
 }
 
 // ruleFlags lists what else than the limit a rule says, in config words.
