@@ -37,17 +37,22 @@ fuzz:
 		done; \
 	done
 
-# Installs the tools the tests need when they are missing. Today that is
-# nothing beyond Go; redis-server is installed (when running as root with
-# apt-get) once a test needs it, set NEED_REDIS=1 until then.
+# Installs the tools the tests need when they are missing: redis-server,
+# redis-sentinel and redis-cli (Debian's redis-server, redis-sentinel and
+# redis-tools packages) for the Redis backend's tests, which start real
+# processes. Installed with apt-get when running as root; otherwise a
+# message says what is missing, and those tests skip (or fail under CI=true).
+REDIS_PKGS = redis-server redis-sentinel redis-tools
+
 ensure-deps:
 	@command -v $(GO) >/dev/null || { echo "go is not installed: see https://go.dev/dl/"; exit 1; }
-	@if [ "$(NEED_REDIS)" = 1 ] && ! command -v redis-server >/dev/null; then \
+	@if ! command -v redis-server >/dev/null || ! command -v redis-sentinel >/dev/null || ! command -v redis-cli >/dev/null; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing $(REDIS_PKGS)"; \
 			DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(REDIS_PKGS) >/dev/null || exit 1; \
 		else \
-			echo "redis-server is missing and cannot be installed here (not root, or no apt-get)"; \
+			echo "redis-server, redis-sentinel or redis-cli is missing and cannot be installed here (not root, or no apt-get): install $(REDIS_PKGS)"; \
 		fi; \
 	fi
 

@@ -1,0 +1,513 @@
+// Package redis is the Redis backend of ratelimitd: bucket state in Redis
+// (standalone, Sentinel or Cluster) so that many ratelimitd replicas share
+// one budget.
+//
+// API is stable: Options, New, Backend.Apply, Ping, Stats and Close keep
+// their signatures; new Options fields may be added.
+package redis
+
+// Design. Every Apply is one Lua script invocation (lua/apply.lua, with the
+// twins of package algorithms in lua/lib.lua) that reads every bucket of the
+// call, decides them exactly as algorithms.Decide does, charges them by the
+// call's Mode with backends/memory's two-pass rules, and writes them back
+// with a TTL, atomically and in one round trip. The script is sent with
+// EVALSHA; a NOSCRIPT reply (Redis restarted, SCRIPT FLUSH, failover) is
+// answered by sending the same invocations with EVAL, which loads it again.
+//
+// In a Cluster, the call's keys are grouped by hash slot, one invocation
+// per slot; all of them go into one pipeline, which go-redis splits per
+// node and sends to the nodes in parallel: one round trip per node touched,
+// never one per key. All or nothing across slots is restored afterwards:
+// each slot's script charges by its own buckets' decisions and returns what
+// it wrote; when another slot vetoed the call, the slots that charged are
+// refunded (lua/refund.lua, see cluster.go) and the decisions reported are
+// those of an uncharged call. Between the charge and the refund (one round
+// trip) another call may see those buckets charged: the only inexactness
+// the Cluster adds, and only for calls that span slots and are refused
+// (rules can put one identity's buckets on one slot with a {hash tag}).
+//
+// Batching (batch.go, optional): concurrent Apply calls are collected for up
+// to BatchWindow or BatchMax calls and written to Redis in one pipeline;
+// each call stays its own script invocation, so atomicity is per call as
+// before.
+//
+// Time: the script reads Redis TIME (in microseconds) so that replicas
+// whose clocks differ decide alike; Options.ClientTime makes it use Apply's
+// now instead (tests at fixed instants).
+//
+// Failures: every Redis call honours the caller's context (go-redis's
+// ContextTimeoutEnabled), so a dead or hung Redis costs a caller no more
+// than its deadline; errors wrap backends.ErrUnavailable. go-redis's retries
+// are off: a script that timed out may have run, and running it again would
+// charge twice.
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ratelimitd/ratelimitd/algorithms"
+	"github.com/ratelimitd/ratelimitd/backends"
+)
+
+// Topologies.
+const (
+	Standalone = "standalone"
+	Sentinel   = "sentinel"
+	Cluster    = "cluster"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultReadTimeout  = time.Second
+	DefaultWriteTimeout = time.Second
+	// DefaultBatchMax is the most calls in one batch.
+	DefaultBatchMax = 64
+)
+
+// Options configures a Backend.
+type Options struct {
+	// Topology is "standalone" (the default when empty), "sentinel" or
+	// "cluster".
+	Topology string
+	// Addrs: standalone, one host:port or a unix socket path (starting with
+	// "/"); sentinel, the sentinels' host:port; cluster, seed nodes.
+	Addrs []string
+	// MasterName is the Sentinel master name (sentinel only).
+	MasterName string
+	// SentinelUsername and SentinelPassword authenticate to the sentinels.
+	SentinelUsername, SentinelPassword string
+	// Username and Password authenticate to Redis (ACL or requirepass).
+	Username, Password string
+	// DB selects the database (standalone and sentinel).
+	DB int
+	// TLS, when set, connects over TLS with this configuration (CA,
+	// client certificate, server name).
+	TLS *tls.Config
+	// PoolSize is the number of connections per node; 0 is go-redis's
+	// default (10 per GOMAXPROCS).
+	PoolSize int
+	// DialTimeout, ReadTimeout and WriteTimeout bound each network
+	// operation; defaults 2s, 1s and 1s. The caller's context deadline,
+	// usually much shorter, applies as well.
+	DialTimeout, ReadTimeout, WriteTimeout time.Duration
+	// BatchWindow > 0 turns batching on: calls that arrive while earlier
+	// ones are in flight are written to Redis in shared pipelines, and
+	// under load a batch waits up to BatchWindow for more calls (a window
+	// of 1ns coalesces only the calls already waiting, adding no delay).
+	// 0 (or < 0) sends every call on its own: the default, as batching did
+	// not win on our measurements (docs/benchmarks.md).
+	BatchWindow time.Duration
+	// BatchMax is the most calls in one pipeline; 0 is DefaultBatchMax.
+	BatchMax int
+	// ClientTime decides at Apply's now instead of Redis TIME: for tests at
+	// fixed instants. In production leave it false so that every replica
+	// uses Redis's clock. Keys then live ClientTimeTTLMargin past their
+	// expiry, since Redis expires them on its own clock.
+	ClientTime bool
+}
+
+// Stats is a snapshot of a Backend's counters, for metrics.
+type Stats struct {
+	// Pool: connections found idle in the pool, connections dialled, waits
+	// for a connection that timed out, and connections open and idle now
+	// (summed over nodes).
+	Hits, Misses, Timeouts uint32
+	TotalConns, IdleConns  uint32
+	// ScriptErrors counts invocations Redis answered with an error reply
+	// other than NOSCRIPT (a script bug, a key of a foreign type, OOM).
+	ScriptErrors uint64
+	// NoscriptReloads counts invocations sent again with EVAL after
+	// NOSCRIPT.
+	NoscriptReloads uint64
+	// Batches counts pipelines (or single commands) sent to Redis for
+	// Apply; Calls counts Apply calls that reached Redis. Calls/Batches is
+	// the mean batch size.
+	Batches, Calls uint64
+	// Refunds counts Cluster calls whose charged slots were refunded;
+	// RefundErrors the refunds that failed (budget left charged until the
+	// window ends).
+	Refunds, RefundErrors uint64
+}
+
+// Backend is the Redis backends.Backend. Create it with New; it is safe for
+// concurrent use.
+type Backend struct {
+	c          goredis.UniversalClient
+	cluster    *goredis.ClusterClient // nil unless Topology is cluster
+	clientTime bool
+	scripts    *scripts // by clock: the TTL margin differs
+	batch      *batcher // nil when batching is off
+
+	scriptErrors, noscript, batches, calls, refunds, refundErrors atomic.Uint64
+
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	bg        sync.WaitGroup // refunds in flight
+}
+
+var _ backends.Backend = (*Backend)(nil)
+
+// New returns a Backend for o. It does not contact Redis: a Redis that is
+// down at start-up makes Apply and Ping fail until it is up.
+func New(o Options) (*Backend, error) {
+	topo := o.Topology
+	if topo == "" {
+		topo = Standalone
+	}
+	uo := &goredis.UniversalOptions{
+		Addrs:                 o.Addrs,
+		SentinelUsername:      o.SentinelUsername,
+		SentinelPassword:      o.SentinelPassword,
+		Username:              o.Username,
+		Password:              o.Password,
+		DB:                    o.DB,
+		TLSConfig:             o.TLS,
+		PoolSize:              o.PoolSize,
+		DialTimeout:           orDefault(o.DialTimeout, DefaultDialTimeout),
+		ReadTimeout:           orDefault(o.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:          orDefault(o.WriteTimeout, DefaultWriteTimeout),
+		ContextTimeoutEnabled: true,
+		MaxRetries:            -1,
+		DisableIdentity:       true,
+	}
+	if len(o.Addrs) == 0 {
+		return nil, errors.New("redis: new: no address")
+	}
+	b := &Backend{clientTime: o.ClientTime, scripts: redisClockScripts}
+	if o.ClientTime {
+		b.scripts = clientClockScripts
+	}
+	switch topo {
+	case Standalone:
+		if len(o.Addrs) != 1 {
+			return nil, fmt.Errorf("redis: new: standalone takes one address, got %d", len(o.Addrs))
+		}
+		b.c = goredis.NewClient(uo.Simple())
+	case Sentinel:
+		if o.MasterName == "" {
+			return nil, errors.New("redis: new: sentinel needs a master name")
+		}
+		uo.MasterName = o.MasterName
+		b.c = goredis.NewFailoverClient(uo.Failover())
+	case Cluster:
+		uo.IsClusterMode = true
+		b.cluster = goredis.NewClusterClient(uo.Cluster())
+		b.c = b.cluster
+	default:
+		return nil, fmt.Errorf("redis: new: unknown topology %q (want standalone, sentinel or cluster)", o.Topology)
+	}
+	if o.BatchWindow > 0 {
+		b.batch = newBatcher(b, o.BatchWindow, orDefault(o.BatchMax, DefaultBatchMax), batchInFlight)
+	}
+	return b, nil
+}
+
+func orDefault[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
+		return d
+	}
+	return v
+}
+
+// unavailable wraps err as an Apply failure.
+func unavailable(err error) error {
+	return fmt.Errorf("redis: apply: %w: %w", backends.ErrUnavailable, err)
+}
+
+var errClosed = fmt.Errorf("redis: apply: backend closed: %w", backends.ErrUnavailable)
+
+// invocation is one script call: its keys and arguments, and once sent, its
+// command (holding the reply or the error).
+type invocation struct {
+	script *goredis.Script
+	keys   []string
+	args   []any
+	cmd    *goredis.Cmd
+}
+
+// group is the part of a call that one invocation decides: the requests
+// (indices into the call's reqs) whose keys share a slot.
+type group struct {
+	inv  invocation
+	reqs []int // request indices, in call order
+	keys []int // distinct key indices of the call, in KEYS order
+}
+
+// Apply implements backends.Backend: one script invocation decides every
+// request (in a Cluster, one per hash slot, sent in one pipeline). Errors
+// wrap backends.ErrUnavailable, except a bad mode or a short out.
+func (b *Backend) Apply(ctx context.Context, now int64, mode backends.Mode, reqs []backends.Request, out []algorithms.Decision) error {
+	if err := ctx.Err(); err != nil {
+		return unavailable(err)
+	}
+	if b.closed.Load() {
+		return errClosed
+	}
+	if mode > backends.StopWhenOver {
+		return fmt.Errorf("redis: apply: unknown mode %d", mode)
+	}
+	if len(out) < len(reqs) {
+		return fmt.Errorf("redis: apply: %d decisions for %d requests", len(out), len(reqs))
+	}
+	if len(reqs) == 0 {
+		return nil
+	}
+
+	// Distinct keys, and each request's key index.
+	keys := make([]string, 0, len(reqs))
+	kidx := make([]int, len(reqs))
+	for i := range reqs {
+		k := -1
+		for j := range keys {
+			if len(keys[j]) == len(reqs[i].Key) && keys[j] == string(reqs[i].Key) {
+				k = j
+				break
+			}
+		}
+		if k < 0 {
+			k = len(keys)
+			keys = append(keys, string(reqs[i].Key))
+		}
+		kidx[i] = k
+	}
+	t := int64(-1)
+	if b.clientTime {
+		t = clampExact(now)
+	}
+
+	groups := b.group(keys, kidx)
+	detail := len(groups) > 1
+	for g := range groups {
+		gr := &groups[g]
+		local := make(map[int]int, len(gr.keys)) // call key index -> KEYS index (1-based in Lua)
+		gr.inv.script = b.scripts.apply
+		gr.inv.keys = make([]string, len(gr.keys))
+		for n, k := range gr.keys {
+			gr.inv.keys[n] = keys[k]
+			local[k] = n + 1
+		}
+		args := make([]any, 0, applyHeader+len(gr.reqs)*applyStride)
+		args = append(args, int64(mode), t, boolArg(detail))
+		for _, i := range gr.reqs {
+			r := &reqs[i]
+			args = append(args, local[kidx[i]], int64(r.Limit.Algorithm), clampExact(r.Hits), boolArg(r.Shadow))
+			args = limitArgs(args, r.Limit)
+		}
+		gr.inv.args = args
+	}
+
+	invs := make([]*invocation, len(groups))
+	for g := range groups {
+		invs[g] = &groups[g].inv
+	}
+	if err := b.send(ctx, invs); err != nil {
+		return err
+	}
+	if !detail {
+		return b.decisions(&groups[0], out)
+	}
+	return b.crossSlot(ctx, t, mode, reqs, groups, out)
+}
+
+func boolArg(v bool) int64 {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// group splits the call's distinct keys into one group per hash slot (one
+// group when not a Cluster) with the requests on them, in call order.
+func (b *Backend) group(keys []string, kidx []int) []group {
+	if b.cluster == nil {
+		g := group{reqs: make([]int, len(kidx)), keys: make([]int, len(keys))}
+		for i := range kidx {
+			g.reqs[i] = i
+		}
+		for k := range keys {
+			g.keys[k] = k
+		}
+		return []group{g}
+	}
+	var groups []group
+	slotGroup := make(map[int]int)
+	keyGroup := make([]int, len(keys))
+	for k, key := range keys {
+		s := Slot(key)
+		g, ok := slotGroup[s]
+		if !ok {
+			g = len(groups)
+			slotGroup[s] = g
+			groups = append(groups, group{})
+		}
+		groups[g].keys = append(groups[g].keys, k)
+		keyGroup[k] = g
+	}
+	for i, k := range kidx {
+		g := keyGroup[k]
+		groups[g].reqs = append(groups[g].reqs, i)
+	}
+	return groups
+}
+
+// send runs the invocations, batched with other calls when batching is on,
+// and returns when every one has its reply or ctx is done.
+func (b *Backend) send(ctx context.Context, invs []*invocation) error {
+	b.calls.Add(1)
+	if b.batch != nil {
+		return b.batch.do(ctx, invs)
+	}
+	b.batches.Add(1)
+	if err := b.exec(ctx, invs); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// exec sends invs in one round trip (a pipeline when more than one) and
+// sends those answered NOSCRIPT again with EVAL. It returns an error only
+// when no reply could be had at all; per-invocation errors stay in cmd.
+func (b *Backend) exec(ctx context.Context, invs []*invocation) error {
+	if len(invs) == 1 {
+		inv := invs[0]
+		inv.cmd = b.c.EvalSha(ctx, inv.script.Hash(), inv.keys, inv.args...)
+		if isNoScript(inv.cmd.Err()) {
+			b.noscript.Add(1)
+			inv.cmd = b.c.Eval(ctx, b.scripts.source(inv.script), inv.keys, inv.args...)
+		}
+		return nil
+	}
+	pipe := b.c.Pipeline()
+	for _, inv := range invs {
+		inv.cmd = pipe.EvalSha(ctx, inv.script.Hash(), inv.keys, inv.args...)
+	}
+	pipe.Exec(ctx) // per-command errors are read below
+	var again []*invocation
+	for _, inv := range invs {
+		if isNoScript(inv.cmd.Err()) {
+			again = append(again, inv)
+		}
+	}
+	if len(again) == 0 {
+		return nil
+	}
+	b.noscript.Add(uint64(len(again)))
+	pipe = b.c.Pipeline()
+	for _, inv := range again {
+		inv.cmd = pipe.Eval(ctx, b.scripts.source(inv.script), inv.keys, inv.args...)
+	}
+	pipe.Exec(ctx)
+	return nil
+}
+
+func isNoScript(err error) bool {
+	return err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// reply returns an invocation's reply as integers and strings, counting
+// script errors.
+func (b *Backend) reply(inv *invocation) ([]any, error) {
+	v, err := inv.cmd.Slice()
+	if err != nil {
+		var rerr goredis.Error
+		if errors.As(err, &rerr) && !isNoScript(err) {
+			b.scriptErrors.Add(1)
+		}
+		return nil, unavailable(err)
+	}
+	return v, nil
+}
+
+// decisions writes the decisions of g's reply into out.
+func (b *Backend) decisions(g *group, out []algorithms.Decision) error {
+	v, err := b.reply(&g.inv)
+	if err != nil {
+		return err
+	}
+	if len(v) < len(g.reqs)*resultFields {
+		return unavailable(fmt.Errorf("script returned %d values for %d requests", len(v), len(g.reqs)))
+	}
+	for n, i := range g.reqs {
+		out[i] = decision(v[n*resultFields:])
+	}
+	return nil
+}
+
+// decision reads the 5 integers of one decision.
+func decision(v []any) algorithms.Decision {
+	return algorithms.Decision{
+		Allowed:    integer(v[0]) == 1,
+		Remaining:  integer(v[1]),
+		ResetAfter: integer(v[2]),
+		RetryAfter: integer(v[3]),
+		Count:      integer(v[4]),
+	}
+}
+
+func integer(v any) int64 {
+	n, _ := v.(int64)
+	return n
+}
+
+func str(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// Ping reports whether Redis answers: every master in a Cluster, the
+// current master behind Sentinel. For readiness probes.
+func (b *Backend) Ping(ctx context.Context) error {
+	var err error
+	if b.cluster != nil {
+		err = b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return c.Ping(ctx).Err()
+		})
+	} else {
+		err = b.c.Ping(ctx).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("redis: ping: %w: %w", backends.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Stats returns the pool statistics and the backend's counters.
+func (b *Backend) Stats() Stats {
+	p := b.c.PoolStats()
+	return Stats{
+		Hits: p.Hits, Misses: p.Misses, Timeouts: p.Timeouts,
+		TotalConns: p.TotalConns, IdleConns: p.IdleConns,
+		ScriptErrors:    b.scriptErrors.Load(),
+		NoscriptReloads: b.noscript.Load(),
+		Batches:         b.batches.Load(),
+		Calls:           b.calls.Load(),
+		Refunds:         b.refunds.Load(),
+		RefundErrors:    b.refundErrors.Load(),
+	}
+}
+
+// Close stops the batcher, waits for refunds in flight and closes the
+// connections. Apply fails after Close. Close may be called more than once.
+func (b *Backend) Close() error {
+	b.closeOnce.Do(func() {
+		b.closed.Store(true)
+		if b.batch != nil {
+			b.batch.close()
+		}
+		b.bg.Wait()
+		b.closeErr = b.c.Close()
+	})
+	return b.closeErr
+}
+
+var errShortReply = errors.New("script reply has an unexpected length")
