@@ -89,7 +89,7 @@ func newLogger(s settings, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	backend, err := newBackend(s, reg)
+	backend, ready, err := newBackend(s, reg, log)
 	if err != nil {
 		return err
 	}
@@ -98,10 +98,18 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	if s.backend == "memory" {
 		timeout = -1 // no I/O to bound: a deadline could only fail calls on a busy CPU
 	}
+	now := time.Now
+	if s.clockOffset != 0 {
+		// Test-only (RATELIMITD_TEST_CLOCK_OFFSET): a replica whose clock
+		// is off. Redis decides on its own TIME whatever this says.
+		log.Warn("decision clock shifted for testing", "offset", s.clockOffset.String())
+		now = func() time.Time { return time.Now().Add(s.clockOffset) }
+	}
 
 	srv, err := server.New(server.Options{
 		Backend:          backend,
-		Now:              time.Now,
+		Ready:            ready,
+		Now:              now,
 		Mode:             s.chargeMode,
 		BackendTimeout:   timeout,
 		KeyPrefix:        s.keyPrefix,
@@ -201,7 +209,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 
 	srv.SetServing(true)
 	log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
-		"backend", s.backend, "charge_mode", s.chargeMode.String())
+		"backend", s.backend, "charge_mode", s.chargeMode.String(), "on_backend_failure", s.onFailure.String())
 
 	var failed error
 	running := 2 // Serve calls not yet returned
@@ -256,25 +264,34 @@ func drain(gs *grpc.Server, hs *http.Server, timeout time.Duration, log *slog.Lo
 	}
 }
 
-// newBackend builds the backend named by s and registers its occupancy
-// metrics on reg.
-func newBackend(s settings, reg prometheus.Registerer) (backends.Backend, error) {
+// newBackend builds the backend named by s and registers its metrics on
+// reg. It also returns the backend's readiness check, or nil when it has
+// none (memory). It never waits for a remote store.
+func newBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backends.Backend, func(context.Context) error, error) {
 	switch s.backend {
 	case "memory":
-		m := memory.New(memory.Options{MaxBuckets: s.memoryMaxBuckets})
-		reg.MustRegister(
-			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: "ratelimitd_memory_buckets",
-				Help: "Buckets the memory backend holds.",
-			}, func() float64 { return float64(m.Stats().Buckets) }),
-			prometheus.NewCounterFunc(prometheus.CounterOpts{
-				Name: "ratelimitd_memory_evictions_total",
-				Help: "Live buckets the memory backend dropped to stay within -memory-max-buckets (they restart empty).",
-			}, func() float64 { return float64(m.Stats().Evictions) }),
-		)
-		return m, nil
+		return newMemoryBackend(s, reg), nil, nil
+	case "redis":
+		return newRedisBackend(s, reg, log)
 	}
-	return nil, fmt.Errorf("unknown backend %q", s.backend)
+	return nil, nil, fmt.Errorf("unknown backend %q", s.backend)
+}
+
+// newMemoryBackend builds the memory backend and registers its occupancy
+// metrics on reg.
+func newMemoryBackend(s settings, reg prometheus.Registerer) *memory.Backend {
+	m := memory.New(memory.Options{MaxBuckets: s.memoryMaxBuckets})
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ratelimitd_memory_buckets",
+			Help: "Buckets the memory backend holds.",
+		}, func() float64 { return float64(m.Stats().Buckets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "ratelimitd_memory_evictions_total",
+			Help: "Live buckets the memory backend dropped to stay within -memory-max-buckets (they restart empty).",
+		}, func() float64 { return float64(m.Stats().Evictions) }),
+	)
+	return m
 }
 
 // countErrors is the number of errors of a failed load.

@@ -1,14 +1,19 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/ratelimitd/ratelimitd/backends"
+	"github.com/ratelimitd/ratelimitd/backends/resilient"
 )
 
 // envPrefix starts the environment fallback of every flag:
@@ -29,6 +34,20 @@ type settings struct {
 	chargeMode       backends.Mode
 	keyPrefix        string
 
+	redis redisSettings
+	// onFailure, fallbackReplicas, breaker* and localCacheSize configure
+	// the wrappers around a remote backend (backends/resilient).
+	onFailure            resilient.Policy
+	fallbackReplicas     int
+	breakerFailures      int
+	breakerProbeInterval time.Duration
+	localCacheSize       int
+
+	// clockOffset shifts the decision clock: test-only, read from
+	// RATELIMITD_TEST_CLOCK_OFFSET (no flag), so that a test can run
+	// replicas whose clocks disagree.
+	clockOffset time.Duration
+
 	globalShadowMode bool
 	responseHeaders  bool
 	headerLimit      string
@@ -46,6 +65,27 @@ type settings struct {
 	// validate, when set, is the path to load and print instead of serving.
 	validate string
 }
+
+// redisSettings are the -redis-* settings.
+type redisSettings struct {
+	topology                           string
+	addrs                              []string
+	masterName                         string
+	username, password                 string
+	sentinelUsername, sentinelPassword string
+	db                                 int
+	tls                                *tls.Config // nil: plain TCP
+	poolSize                           int
+	dialTimeout                        time.Duration
+	readTimeout, writeTimeout          time.Duration
+	batchWindow                        time.Duration
+	batchMax                           int
+}
+
+// testClockOffsetEnv names the test-only clock offset (a Go duration such
+// as -90s) added to the decision clock. It is not a flag and not documented
+// in -h: only tests that simulate replicas with skewed clocks set it.
+const testClockOffsetEnv = "RATELIMITD_TEST_CLOCK_OFFSET"
 
 // envName is the environment variable that a flag falls back to.
 func envName(flagName string) string {
@@ -72,9 +112,39 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.BoolVar(&s.mergeDomains, "merge-domains", false, "let several config files declare the same domain and merge their descriptors")
 	fs.DurationVar(&s.reloadDebounce, "reload-debounce", 200*time.Millisecond, "quiet `time` after the last change on disk before the config is reloaded")
 
-	fs.StringVar(&s.backend, "backend", "memory", "where bucket state lives: memory")
+	fs.StringVar(&s.backend, "backend", "memory", "where bucket state lives: memory (this process) or redis (shared by every replica)")
 	fs.IntVar(&s.memoryMaxBuckets, "memory-max-buckets", 1_000_000, "most buckets the memory backend keeps (see docs/operations.md for what happens when full)")
 	fs.DurationVar(&s.backendTimeout, "backend-timeout", 10*time.Millisecond, "deadline of one call to a remote backend (Redis); past it the call answers UNAVAILABLE")
+
+	var redisAddr, redisPasswordFile, redisTLSCA, redisTLSCert, redisTLSKey, redisTLSServerName string
+	var redisTLS bool
+	r := &s.redis
+	fs.StringVar(&r.topology, "redis-topology", "standalone", "Redis deployment: standalone, sentinel or cluster")
+	fs.StringVar(&redisAddr, "redis-addr", "127.0.0.1:6379", "comma-separated Redis `addresses`: host:port or a unix socket path (standalone: one; sentinel: the sentinels; cluster: some nodes)")
+	fs.StringVar(&r.masterName, "redis-master-name", "", "Sentinel master `name` (sentinel topology)")
+	fs.StringVar(&r.username, "redis-username", "", "Redis ACL user `name`")
+	fs.StringVar(&r.password, "redis-password", "", "Redis `password`")
+	fs.StringVar(&redisPasswordFile, "redis-password-file", "", "file holding the Redis password (one line; instead of -redis-password)")
+	fs.StringVar(&r.sentinelUsername, "redis-sentinel-username", "", "user `name` for the sentinels")
+	fs.StringVar(&r.sentinelPassword, "redis-sentinel-password", "", "`password` for the sentinels")
+	fs.IntVar(&r.db, "redis-db", 0, "Redis database `number` (standalone and sentinel)")
+	fs.BoolVar(&redisTLS, "redis-tls", false, "connect to Redis over TLS (implied by any -redis-tls-* flag)")
+	fs.StringVar(&redisTLSCA, "redis-tls-ca", "", "PEM `file` of the CAs that sign Redis's certificate (default: the system's)")
+	fs.StringVar(&redisTLSCert, "redis-tls-cert", "", "PEM client certificate `file` (with -redis-tls-key)")
+	fs.StringVar(&redisTLSKey, "redis-tls-key", "", "PEM client key `file` (with -redis-tls-cert)")
+	fs.StringVar(&redisTLSServerName, "redis-tls-server-name", "", "server `name` to verify Redis's certificate against (default: the address's host)")
+	fs.IntVar(&r.poolSize, "redis-pool-size", 0, "connections per Redis node; 0 takes the client's default (10 per CPU)")
+	fs.DurationVar(&r.dialTimeout, "redis-dial-timeout", 0, "Redis connect `timeout`; 0 takes the backend's default (2s)")
+	fs.DurationVar(&r.readTimeout, "redis-read-timeout", 0, "Redis read `timeout`; 0 takes the backend's default (1s; calls are bounded by -backend-timeout anyway)")
+	fs.DurationVar(&r.writeTimeout, "redis-write-timeout", 0, "Redis write `timeout`; 0 takes the backend's default (1s)")
+	fs.DurationVar(&r.batchWindow, "redis-batch-window", 0, "`time` concurrent calls may wait to share one Redis pipeline; 0 or negative: off (the default, see docs/benchmarks.md); 1ns shares pipelines only among calls already waiting")
+	fs.IntVar(&r.batchMax, "redis-batch-max", 0, "most calls in one Redis pipeline; 0 takes the backend's default (64)")
+
+	onFailure := fs.String("on-backend-failure", resilient.Unavailable.String(), "answer when the remote backend fails: unavailable (gRPC UNAVAILABLE, Envoy's failure_mode_deny decides), allow, deny, or local (decide in memory with each limit divided by -fallback-replicas)")
+	fs.IntVar(&s.fallbackReplicas, "fallback-replicas", 1, "`replicas` sharing the limits: under -on-backend-failure local each limit is divided by it")
+	fs.IntVar(&s.breakerFailures, "breaker-failures", resilient.DefaultBreakerFailures, "consecutive failed backend calls that open the circuit breaker (answer at once, without calling Redis); 0 disables it")
+	fs.DurationVar(&s.breakerProbeInterval, "breaker-probe-interval", resilient.DefaultProbeInterval, "`time` an open circuit breaker waits before it probes Redis again")
+	fs.IntVar(&s.localCacheSize, "local-cache-size", 0, "`entries` of the local over-limit cache, which answers buckets known to be over limit without Redis; 0 off (see docs/operations.md for when it is exact)")
 	mode := fs.String("charge-mode", backends.AllOrNothing.String(), "what a request with an over-limit descriptor consumes: all_or_nothing (nothing), charge_always (everything, as envoyproxy/ratelimit), stop_when_over (as its STOP_CACHE_KEY_INCREMENT_WHEN_OVERLIMIT)")
 	fs.StringVar(&s.keyPrefix, "key-prefix", "", "`prefix` of every bucket key")
 
@@ -129,8 +199,32 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	if s.logFormat != "text" && s.logFormat != "json" {
 		return s, fmt.Errorf("unknown log format %q (want text or json)", s.logFormat)
 	}
-	if s.backend != "memory" {
-		return s, fmt.Errorf("unknown backend %q (want memory)", s.backend)
+	if s.backend != "memory" && s.backend != "redis" {
+		return s, fmt.Errorf("unknown backend %q (want memory or redis)", s.backend)
+	}
+	if s.onFailure, err = resilient.ParsePolicy(*onFailure); err != nil {
+		return s, fmt.Errorf("-on-backend-failure: %w", err)
+	}
+	if s.fallbackReplicas < 1 {
+		return s, fmt.Errorf("-fallback-replicas must be at least 1, not %d", s.fallbackReplicas)
+	}
+	for name, n := range map[string]int{
+		"breaker-failures": s.breakerFailures, "local-cache-size": s.localCacheSize,
+		"redis-pool-size": r.poolSize, "redis-batch-max": r.batchMax, "redis-db": r.db,
+	} {
+		if n < 0 {
+			return s, fmt.Errorf("-%s must not be negative", name)
+		}
+	}
+	if v := getenv(testClockOffsetEnv); v != "" {
+		if s.clockOffset, err = time.ParseDuration(v); err != nil {
+			return s, fmt.Errorf("invalid value %q for %s: %v", v, testClockOffsetEnv, err)
+		}
+	}
+	if s.backend == "redis" {
+		if err := parseRedis(r, redisAddr, redisPasswordFile, redisTLS, redisTLSCA, redisTLSCert, redisTLSKey, redisTLSServerName); err != nil {
+			return s, err
+		}
 	}
 	if s.memoryMaxBuckets <= 0 {
 		return s, fmt.Errorf("-memory-max-buckets must be positive, not %d", s.memoryMaxBuckets)
@@ -138,6 +232,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	for name, d := range map[string]time.Duration{
 		"backend-timeout": s.backendTimeout, "drain-timeout": s.drainTimeout, "reload-debounce": s.reloadDebounce,
 		"max-connection-age": s.maxConnectionAge, "max-connection-age-grace": s.maxConnectionAgeGrace,
+		"breaker-probe-interval": s.breakerProbeInterval, "redis-dial-timeout": r.dialTimeout,
+		"redis-read-timeout": r.readTimeout, "redis-write-timeout": r.writeTimeout,
 	} {
 		if d < 0 {
 			return s, fmt.Errorf("-%s must not be negative", name)
@@ -147,4 +243,64 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, fmt.Errorf("-backend-timeout must be positive")
 	}
 	return s, nil
+}
+
+// parseRedis completes r from the -redis-* flags that need work: the
+// address list, the password file and the TLS files, all read once here.
+func parseRedis(r *redisSettings, addrs, passwordFile string, useTLS bool, caFile, certFile, keyFile, serverName string) error {
+	switch r.topology {
+	case "standalone", "sentinel", "cluster":
+	default:
+		return fmt.Errorf("unknown -redis-topology %q (want standalone, sentinel or cluster)", r.topology)
+	}
+	for a := range strings.SplitSeq(addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			r.addrs = append(r.addrs, a)
+		}
+	}
+	if len(r.addrs) == 0 {
+		return errors.New("-redis-addr is empty")
+	}
+	if r.topology == "standalone" && len(r.addrs) > 1 {
+		return fmt.Errorf("-redis-addr: a standalone Redis has one address, not %d (use -redis-topology sentinel or cluster)", len(r.addrs))
+	}
+	if r.topology == "sentinel" && r.masterName == "" {
+		return errors.New("-redis-topology sentinel needs -redis-master-name")
+	}
+	if passwordFile != "" {
+		if r.password != "" {
+			return errors.New("-redis-password and -redis-password-file are exclusive")
+		}
+		b, err := os.ReadFile(passwordFile)
+		if err != nil {
+			return fmt.Errorf("-redis-password-file: %w", err)
+		}
+		r.password = strings.TrimRight(string(b), "\r\n")
+	}
+	if !useTLS && caFile == "" && certFile == "" && keyFile == "" && serverName == "" {
+		return nil
+	}
+	if (certFile == "") != (keyFile == "") {
+		return errors.New("-redis-tls-cert and -redis-tls-key go together")
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return fmt.Errorf("-redis-tls-ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("-redis-tls-ca: no PEM certificate in %s", caFile)
+		}
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("-redis-tls-cert, -redis-tls-key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	r.tls = c
+	return nil
 }
