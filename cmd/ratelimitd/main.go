@@ -67,6 +67,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return validate(s.validate, config.Options{MergeDomains: s.mergeDomains}, stdout, stderr)
 	}
 	log := newLogger(s, stderr)
+	for _, n := range s.notes {
+		log.Info(n)
+	}
 	if err := serve(ctx, s, log); err != nil {
 		log.Error("ratelimitd stopped", "error", err)
 		return 1

@@ -43,6 +43,10 @@ type settings struct {
 	breakerProbeInterval time.Duration
 	localCacheSize       int
 
+	// notes are lines to log at start: which envoyproxy/ratelimit
+	// settings were read, and which have no equivalent.
+	notes []string
+
 	// clockOffset shifts the decision clock: test-only, read from
 	// RATELIMITD_TEST_CLOCK_OFFSET (no flag), so that a test can run
 	// replicas whose clocks disagree.
@@ -99,7 +103,7 @@ func hasEnv(flagName string) bool { return flagName != "validate" }
 
 // parseSettings reads args, then for every flag not given on the command
 // line its environment fallback from getenv (an empty value counts as
-// unset). Usage and flag errors are written to stderr; -h returns
+// unset), then envoyproxy/ratelimit's variables for what is still unset. Usage and flag errors are written to stderr; -h returns
 // flag.ErrHelp.
 func parseSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	var s settings
@@ -184,8 +188,25 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		}
 		name := envName(f.Name)
 		if v := getenv(name); v != "" {
+			given[f.Name] = true
 			if e := fs.Set(f.Name, v); e != nil {
 				err = fmt.Errorf("invalid value %q for %s: %v", v, name, e)
+			}
+		}
+	})
+	if err != nil {
+		return s, err
+	}
+	// Last, envoyproxy/ratelimit's own variables (compat.go).
+	ref, notes, err := referenceSettings(getenv)
+	if err != nil {
+		return s, err
+	}
+	s.notes = notes
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := ref[f.Name]; ok && err == nil && !given[f.Name] && hasEnv(f.Name) {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("invalid value %q for -%s (from envoyproxy/ratelimit's settings): %v", v, f.Name, e)
 			}
 		}
 	})
