@@ -9,6 +9,7 @@ package backends
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 )
@@ -99,4 +100,17 @@ type Backend interface {
 	Apply(ctx context.Context, now int64, mode Mode, reqs []Request, out []algorithms.Decision) error
 	// Close releases the backend's resources and stops its goroutines.
 	Close() error
+}
+
+// CheckArgs returns the error for Apply arguments no backend can serve: an
+// unknown mode, or fewer decisions than requests. Backends wrap it with
+// their own prefix.
+func CheckArgs(mode Mode, reqs []Request, out []algorithms.Decision) error {
+	if mode > StopWhenOver {
+		return fmt.Errorf("unknown mode %d", mode)
+	}
+	if len(out) < len(reqs) {
+		return fmt.Errorf("%d decisions for %d requests", len(out), len(reqs))
+	}
+	return nil
 }

@@ -186,11 +186,8 @@ func (b *Backend) Apply(ctx context.Context, now int64, mode backends.Mode, reqs
 	if b.closed.Load() {
 		return errClosed
 	}
-	if mode > backends.StopWhenOver {
-		return fmt.Errorf("memory: apply: unknown mode %d", mode)
-	}
-	if len(out) < len(reqs) {
-		return fmt.Errorf("memory: apply: %d decisions for %d requests", len(out), len(reqs))
+	if err := backends.CheckArgs(mode, reqs, out); err != nil {
+		return fmt.Errorf("memory: apply: %w", err)
 	}
 	if len(reqs) == 0 {
 		return nil

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -134,39 +132,16 @@ func TestRunWithReferenceEnvironment(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeConfig(t, filepath.Join(dir, "config.yaml"), e2eConfig(1))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	pr, pw := io.Pipe()
-	code := make(chan int, 1)
-	go func() {
-		code <- run(ctx, nil, env(map[string]string{
-			"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0", "HOST": "127.0.0.1", "PORT": "0",
-			"RUNTIME_ROOT": root, "RUNTIME_SUBDIRECTORY": "ratelimit", "USE_STATSD": "false",
-			"LOG_FORMAT": "json", "LOG_LEVEL": "info",
-		}), io.Discard, pw)
-		pw.Close()
-	}()
-	lines := newLogLines()
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines.add(sc.Text())
-		}
-		lines.end()
-	}()
-	serving, _ := lines.await(t, 0, `"serving"`, msgIs("serving"))
-	grpcAddr, _ := serving["grpc_addr"].(string)
+	grpcAddr, _, stop := runInProcess(t, map[string]string{
+		"GRPC_HOST": "127.0.0.1", "GRPC_PORT": "0", "HOST": "127.0.0.1", "PORT": "0",
+		"RUNTIME_ROOT": root, "RUNTIME_SUBDIRECTORY": "ratelimit", "USE_STATSD": "false",
+		"LOG_FORMAT": "json", "LOG_LEVEL": "info",
+	})
 	c := dial(t, grpcAddr)
 	if got := c.versionLimit(t); got != 1001 {
 		t.Errorf("limit %d from $RUNTIME_ROOT/$RUNTIME_SUBDIRECTORY/config, want 1001", got)
 	}
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit code %d, want 0", c)
-		}
-	case <-time.After(patience):
-		t.Fatal("run did not return after ctx was done")
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d, want 0", code)
 	}
 }

@@ -176,20 +176,18 @@ descriptors:
 
 // TestRunFromEnvironment starts the server in-process with its addresses
 // and config from RATELIMITD_* variables only, then stops it through ctx.
-func TestRunFromEnvironment(t *testing.T) {
-	dir := t.TempDir()
-	writeConfig(t, filepath.Join(dir, "config.yaml"), e2eConfig(1))
+// runInProcess runs run() with the given environment and no arguments
+// until the test ends, and returns the bound gRPC and HTTP addresses, read
+// from its JSON "serving" log line (the environment must ask for JSON
+// logs), and stop, which cancels it and returns its exit code.
+func runInProcess(t *testing.T, environ map[string]string) (grpcAddr, httpAddr string, stop func() int) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	pr, pw := io.Pipe()
 	code := make(chan int, 1)
 	go func() {
-		code <- run(ctx, nil, env(map[string]string{
-			"RATELIMITD_GRPC_ADDR":  "127.0.0.1:0",
-			"RATELIMITD_HTTP_ADDR":  "127.0.0.1:0",
-			"RATELIMITD_CONFIG":     dir,
-			"RATELIMITD_LOG_FORMAT": "json",
-		}), io.Discard, pw)
+		code <- run(ctx, nil, env(environ), io.Discard, pw)
 		pw.Close()
 	}()
 	lines := newLogLines()
@@ -201,8 +199,29 @@ func TestRunFromEnvironment(t *testing.T) {
 		lines.end()
 	}()
 	serving, _ := lines.await(t, 0, `"serving"`, msgIs("serving"))
-	grpcAddr, _ := serving["grpc_addr"].(string)
-	httpAddr, _ := serving["http_addr"].(string)
+	grpcAddr, _ = serving["grpc_addr"].(string)
+	httpAddr, _ = serving["http_addr"].(string)
+	return grpcAddr, httpAddr, func() int {
+		cancel()
+		select {
+		case c := <-code:
+			return c
+		case <-time.After(patience):
+			t.Fatal("run did not return after ctx was done")
+			return -1
+		}
+	}
+}
+
+func TestRunFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, filepath.Join(dir, "config.yaml"), e2eConfig(1))
+	grpcAddr, httpAddr, stop := runInProcess(t, map[string]string{
+		"RATELIMITD_GRPC_ADDR":  "127.0.0.1:0",
+		"RATELIMITD_HTTP_ADDR":  "127.0.0.1:0",
+		"RATELIMITD_CONFIG":     dir,
+		"RATELIMITD_LOG_FORMAT": "json",
+	})
 	if !strings.HasPrefix(grpcAddr, "127.0.0.1:") || !strings.HasPrefix(httpAddr, "127.0.0.1:") {
 		t.Fatalf("serving on %q and %q, want loopback", grpcAddr, httpAddr)
 	}
@@ -217,13 +236,7 @@ func TestRunFromEnvironment(t *testing.T) {
 	if resp.OverallCode != rlsv3.RateLimitResponse_OK {
 		t.Errorf("first call: %v", resp.OverallCode)
 	}
-	cancel()
-	select {
-	case c := <-code:
-		if c != 0 {
-			t.Errorf("exit code %d after ctx done, want 0", c)
-		}
-	case <-time.After(patience):
-		t.Fatal("run did not return after ctx was done")
+	if code := stop(); code != 0 {
+		t.Errorf("exit code %d after ctx done, want 0", code)
 	}
 }
