@@ -156,6 +156,12 @@ type Rule struct {
 	// rate_limits list, in config order. Empty for unlimited rules. Each
 	// is one bucket, keyed by AppendLimitKey.
 	Limits []RuleLimit
+	// HashTag is the key of the descriptor entry whose value tags the
+	// rule's bucket keys for Redis Cluster (see AppendLimitKey): the
+	// hash_tag in force at the rule's descriptor, when the rule's path has
+	// an entry with that key. "" when the keys carry no tag, as for
+	// override rules.
+	HashTag string
 	// File and Line locate the descriptor in its config file; empty and 0
 	// for override rules.
 	File string
@@ -165,4 +171,7 @@ type Rule struct {
 	// pattern that replaces the value in the bucket key, or "".
 	// Nil when no level shares.
 	share []string
+	// tag is 1 + the index of the HashTag entry among the rule's levels,
+	// 0 for none.
+	tag int
 }

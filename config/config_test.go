@@ -47,6 +47,10 @@ var invalidFixtures = map[string][]string{
 	"rate_zero":                         {"test.k: algorithm token_bucket needs requests_per_unit greater than 0"},
 	"timezone_without_calendar":         {"test.k: timezone applies only with alignment: calendar"},
 	"unit_multiplier_zero":              {"test.k: unit_multiplier must be greater than 0"},
+	"hash_tag_not_a_string":             {`test.org: hash_tag must be a descriptor key such as org (or "" for none), found a list`},
+	"hash_tag_braces":                   {`test: hash_tag "{org}" must be a descriptor key without { or }: ratelimitd writes the braces`},
+	"hash_tag_unknown_key":              {`test.org.path: hash_tag "orgs" would never apply: no descriptor here, above or below has key "orgs"`},
+	"hash_tag_unknown_key_domain":       {`test: hash_tag "tenant" would never apply: no descriptor of the domain has key "tenant"`},
 	"unknown_algorithm":                 {"test.k: algorithm \"leaky\" is not one of fixed_window, sliding_window, token_bucket, gcra, concurrency"},
 	"unlimited_with_algorithm":          {"test.k: unlimited: true cannot have algorithm: an unlimited rule has no limit"},
 	"bad_bool":                          {`test.k: shadow_mode must be true or false, found "maybe"`},
@@ -72,10 +76,10 @@ var invalidFixtures = map[string][]string{
 	"share_threshold_without_wildcard":  {`test.files=files/a.pdf: share_threshold needs a value with a * wildcard, found "files/a.pdf"`},
 	"share_threshold_without_value":     {`test.files: share_threshold needs a value with a * wildcard, found no value`},
 	"two_documents":                     {`line 2: file holds more than one YAML document: put each domain in its own file`},
-	"unknown_key":                       {`test.k: unknown key "ratelimit" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`},
+	"unknown_key":                       {`test.k: unknown key "ratelimit" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata, hash_tag)`},
 	"unknown_rate_limit_key":            {`test.k: unknown key "requestsperunit" in rate_limit (want unit, requests_per_unit, unlimited, name, replaces, algorithm, burst, burst_multiplier, period, unit_multiplier, alignment, timezone, max_in_flight, lease)`},
 	"unknown_replaces_key":              {`test.k: unknown key "rule" in replaces[0] (want name)`},
-	"unknown_top_key":                   {`test: unknown key "descriptor" (want domain, descriptors)`},
+	"unknown_top_key":                   {`test: unknown key "descriptor" (want domain, descriptors, hash_tag)`},
 	"unlimited_with_unit":               {`test.foo: unlimited: true cannot have a unit (found "day"): an unlimited rule has no window`},
 }
 
@@ -133,11 +137,11 @@ func TestEveryErrorOfAFileIsReported(t *testing.T) {
 	f := "testdata/multi/many_errors.yaml"
 	_, err := Load(f, Options{})
 	want := []string{
-		f + `: test: unknown key "extra" (want domain, descriptors)`,
+		f + `: test: unknown key "extra" (want domain, descriptors, hash_tag)`,
 		f + `: test.a: unit "minutes" is not one of second, minute, hour, day, week, month, year`,
 		f + `: test.a: duplicate descriptor: the same key and value are already declared at this level (line 5)`,
 		f + `: test.b=exact: share_threshold needs a value with a * wildcard, found "exact"`,
-		f + `: test.b=exact.c: unknown key "colour" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)`,
+		f + `: test.b=exact.c: unknown key "colour" (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata, hash_tag)`,
 		f + `: test.b=exact.c: unlimited: true cannot have a unit (found "hour"): an unlimited rule has no window`,
 	}
 	if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
@@ -161,7 +165,7 @@ func TestErrorsAcrossFiles(t *testing.T) {
 	_, err := Parse(files, Options{})
 	want := []string{
 		`one.yaml: a.k: unit "bad" is not one of second, minute, hour, day, week, month, year`,
-		`two.yaml: b: unknown key "bogus" (want domain, descriptors)`,
+		`two.yaml: b: unknown key "bogus" (want domain, descriptors, hash_tag)`,
 	}
 	if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
@@ -767,6 +771,13 @@ func FuzzParse(f *testing.F) {
 						t.Fatalf("Match(%s) gave a rule of %s", d, r.Domain)
 					}
 					k := r.AppendKey(nil, es)
+					if r.HashTag != "" {
+						// "{" + 8 hex digits + "}", then the untagged key.
+						if len(k) < 10 || k[0] != '{' || k[9] != '}' || bytes.ContainsAny(k[1:9], "{}") {
+							t.Fatalf("key %q of a rule with hash_tag %q has no tag", k, r.HashTag)
+						}
+						k = k[10:]
+					}
 					if !bytes.HasPrefix(k, appendField(nil, d)) {
 						t.Fatalf("key %q does not start with the domain", k)
 					}
@@ -840,7 +851,7 @@ func TestAliasBombIsBounded(t *testing.T) {
 	_, err := Parse([]File{{Name: "bomb.yaml", Data: []byte(b.String())}}, Options{})
 	got := errorStrings(t, err)
 	want := []string{
-		`bomb.yaml: d: unknown key "anchors" (want domain, descriptors)`,
+		`bomb.yaml: d: unknown key "anchors" (want domain, descriptors, hash_tag)`,
 		`bomb.yaml: d.a.a.a.a.a.a.a.a.a.b.b.a.a.a.a.b.b.a.b.a.a.b: file has more than 100000 descriptors`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -20,7 +20,16 @@ import (
 // matching it counts against one bucket. The period is part of the key so
 // that changing a rule's unit starts a fresh bucket.
 //
-// It does not allocate when dst has room for the key. It is
+// A rule with a HashTag starts its keys with a Redis Cluster hash tag:
+// '{', the 8 lower-case hex digits of the 32-bit FNV-1a hash of the
+// HashTag entry's value (as written in the key: the pattern under
+// share_threshold), '}'. Every key tagged by one value is then in one
+// cluster slot, whatever the rule, and the tag itself never holds a brace.
+// The fields follow unchanged, so tagged keys stay unambiguous, and a rule
+// without HashTag has the same keys as before hash tags existed.
+//
+// entries are the request descriptor's entries that Match was given for
+// the rule. It does not allocate when dst has room for the key. It is
 // AppendLimitKey for the rule's first limit.
 func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
 	return r.AppendLimitKey(dst, entries, 0)
@@ -35,15 +44,14 @@ func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
 // is the single rate_limit's, which keeps its bucket when a rate_limit
 // becomes the first of a list.
 func (r *Rule) AppendLimitKey(dst []byte, entries []Entry, i int) []byte {
+	if t := r.tag - 1; t >= 0 && t < len(entries) {
+		dst = appendTag(dst, r.keyValue(entries, t))
+	}
 	dst = appendField(dst, r.Domain)
 	dst = appendIntField(dst, int64(len(entries)))
 	for i, e := range entries {
 		dst = appendField(dst, e.Key)
-		v := e.Value
-		if i < len(r.share) && r.share[i] != "" {
-			v = r.share[i]
-		}
-		dst = appendField(dst, v)
+		dst = appendField(dst, r.keyValue(entries, i))
 	}
 	lim, cal := r.Limit, ""
 	if i < len(r.Limits) {
@@ -63,6 +71,33 @@ func (r *Rule) AppendLimitKey(dst []byte, entries []Entry, i int) []byte {
 		dst = appendIntField(dst, int64(i))
 	}
 	return dst
+}
+
+// keyValue is the value the key holds for entries[i]: the entry's, or the
+// share_threshold pattern of its level.
+func (r *Rule) keyValue(entries []Entry, i int) string {
+	if i < len(r.share) && r.share[i] != "" {
+		return r.share[i]
+	}
+	return entries[i].Value
+}
+
+// appendTag appends the hash tag of value: "{" + 8 hex digits of its
+// FNV-1a hash + "}". A hash, not the value itself, so that the tag is
+// never empty (Redis ignores "{}"), never holds a '}' (Redis ends the tag
+// at the first one) and stays short whatever the value's length.
+func appendTag(dst []byte, value string) []byte {
+	const hex = "0123456789abcdef"
+	h := uint32(2166136261) // FNV-1a, 32 bits
+	for i := 0; i < len(value); i++ {
+		h ^= uint32(value[i])
+		h *= 16777619
+	}
+	dst = append(dst, '{')
+	for shift := 28; shift >= 0; shift -= 4 {
+		dst = append(dst, hex[h>>shift&0xf])
+	}
+	return append(dst, '}')
 }
 
 func appendField(dst []byte, s string) []byte {

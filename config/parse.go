@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -45,7 +46,27 @@ type fileParser struct {
 	p      *parser
 	file   string
 	domain string
-	count  int // descriptors seen, against maxDescriptors
+	count  int           // descriptors seen, against maxDescriptors
+	tags   []*tagSetting // the file's hash_tag settings, checked for use at the end
+}
+
+// tagSetting is one hash_tag setting, of the domain or of a descriptor. It
+// applies to the rules at its level and below until a descriptor sets its
+// own; a rule is tagged when its path has an entry with the key.
+type tagSetting struct {
+	key  string // the entry key whose value is the tag; "" for none
+	path string // where it was set, for errors
+	node *yaml.Node
+	used bool // some descriptor at, above or below the setting has key
+	top  bool // set at the domain level
+}
+
+// inherited is what a descriptor level passes to the levels below it.
+type inherited struct {
+	shares   []string    // share_threshold pattern per level, or ""
+	keys     []string    // entry key per level
+	toMetric bool        // value_to_metric at this level or above
+	tag      *tagSetting // the hash_tag in force, nil for none
 }
 
 func (fp *fileParser) errorf(path string, n *yaml.Node, format string, args ...any) {
@@ -95,7 +116,7 @@ func (p *parser) parseFile(f File) {
 		return
 	}
 
-	var domainNode, descNode *yaml.Node
+	var domainNode, descNode, tagNode *yaml.Node
 	var unknown []*yaml.Node
 	fp.fields(root, "", func(k string, key, v *yaml.Node) {
 		switch k {
@@ -103,6 +124,8 @@ func (p *parser) parseFile(f File) {
 			domainNode = v
 		case "descriptors":
 			descNode = v
+		case "hash_tag":
+			tagNode = v
 		default:
 			unknown = append(unknown, key)
 		}
@@ -117,7 +140,7 @@ func (p *parser) parseFile(f File) {
 	fp.domain = domain
 	where := orWhere("", domain)
 	for _, k := range unknown {
-		fp.errorf(where, k, "unknown key %q (want domain, descriptors)", k.Value)
+		fp.errorf(where, k, "unknown key %q (want domain, descriptors, hash_tag)", k.Value)
 	}
 
 	// Pick the tree the descriptors go into. A domain that cannot be used
@@ -141,9 +164,42 @@ func (p *parser) parseFile(f File) {
 	if live {
 		st = p.domains[fp.domain]
 	}
-	if descNode != nil {
-		fp.descriptors(st, target, fp.domain, fp.domain, descNode, nil, false, 1)
+	var in inherited
+	if tagNode != nil {
+		in.tag = fp.hashTag(where, tagNode, true)
 	}
+	if descNode != nil {
+		fp.descriptors(st, target, fp.domain, fp.domain, descNode, in, 1)
+	}
+	for _, t := range fp.tags {
+		if t.used || t.key == "" {
+			continue
+		}
+		if t.top {
+			fp.errorf(t.path, t.node, "hash_tag %q would never apply: no descriptor of the domain has key %q", t.key, t.key)
+		} else {
+			fp.errorf(t.path, t.node, "hash_tag %q would never apply: no descriptor here, above or below has key %q", t.key, t.key)
+		}
+	}
+}
+
+// hashTag reads a hash_tag setting at path (top for the domain's): the
+// key of a descriptor entry, or "" (or null) for none. Braces are refused:
+// the key is written between braces, and Redis Cluster would cut the tag
+// at the first '}'. A bad setting reports its error and turns tagging off.
+func (fp *fileParser) hashTag(path string, n *yaml.Node, top bool) *tagSetting {
+	s, isStr := scalarString(n)
+	switch {
+	case !isStr:
+		fp.errorf(path, n, "hash_tag must be a descriptor key such as org (or \"\" for none), found %s", kindName(n))
+		return &tagSetting{}
+	case strings.ContainsAny(s, "{}"):
+		fp.errorf(path, n, "hash_tag %q must be a descriptor key without { or }: ratelimitd writes the braces", s)
+		return &tagSetting{}
+	}
+	t := &tagSetting{key: s, path: path, node: n, top: top}
+	fp.tags = append(fp.tags, t)
+	return t
 }
 
 // syntaxError reports a YAML decoding error: "yaml: line 3: message"
@@ -196,7 +252,7 @@ type descriptorFields struct {
 	key, value, rateLimit, descriptors       *yaml.Node
 	rateLimits                               *yaml.Node
 	shadow, quota, detailed, toMetric, share *yaml.Node
-	metadata                                 *yaml.Node
+	metadata, hashTag                        *yaml.Node
 	unknown                                  []*yaml.Node
 
 	keyText, valueText                    string
@@ -208,9 +264,8 @@ type descriptorFields struct {
 
 // descriptors walks a descriptors list into parent. st is the live domain
 // (nil for a scratch tree, whose rules are not kept); path and stat are the
-// parent's Path and StatKey; shares the share_threshold patterns of the
-// levels above.
-func (fp *fileParser) descriptors(st *domainState, parent *node, path, stat string, list *yaml.Node, shares []string, toMetric bool, depth int) {
+// parent's Path and StatKey; in what the levels above pass down.
+func (fp *fileParser) descriptors(st *domainState, parent *node, path, stat string, list *yaml.Node, in inherited, depth int) {
 	list = deref(list)
 	if isNull(list) {
 		return
@@ -236,7 +291,7 @@ func (fp *fileParser) descriptors(st *domainState, parent *node, path, stat stri
 			fp.errorf(joinPath(path, fmt.Sprintf("descriptors[%d]", i)), item, "descriptor must be a mapping with key, value, rate_limit..., found %s", kindName(item))
 			continue
 		}
-		fp.descriptor(st, parent, path, stat, item, i, shares, toMetric, depth)
+		fp.descriptor(st, parent, path, stat, item, i, in, depth)
 	}
 }
 
@@ -247,7 +302,7 @@ func joinPath(parent, part string) string {
 	return parent + "." + part
 }
 
-func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, parentStat string, m *yaml.Node, index int, shares []string, toMetric bool, depth int) {
+func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, parentStat string, m *yaml.Node, index int, in inherited, depth int) {
 	var d descriptorFields
 	fp.fields(m, joinPath(parentPath, fmt.Sprintf("descriptors[%d]", index)), func(k string, key, v *yaml.Node) {
 		switch k {
@@ -273,6 +328,8 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			d.share = v
 		case "metadata":
 			d.metadata = v
+		case "hash_tag":
+			d.hashTag = v
 		default:
 			d.unknown = append(d.unknown, key)
 		}
@@ -307,13 +364,13 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		valid = false
 	}
 	for _, k := range d.unknown {
-		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata)", k.Value)
+		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata, hash_tag)", k.Value)
 	}
 
 	d.shadowMode = fp.boolField(path, "shadow_mode", d.shadow)
 	d.quotaMode = fp.boolField(path, "quota_mode", d.quota)
 	d.detailedMetric = fp.boolField(path, "detailed_metric", d.detailed)
-	d.valueToMetric = fp.boolField(path, "value_to_metric", d.toMetric) || toMetric
+	d.valueToMetric = fp.boolField(path, "value_to_metric", d.toMetric) || in.toMetric
 	d.shareThreshold = fp.boolField(path, "share_threshold", d.share)
 	wildcard := strings.Contains(d.valueText, "*")
 	if d.shareThreshold && !wildcard {
@@ -328,9 +385,20 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 	}
 
 	// Where this level sits in the tree.
-	level := append(shares[:len(shares):len(shares)], "")
+	level := append(in.shares[:len(in.shares):len(in.shares)], "")
 	if d.shareThreshold && wildcard {
 		level[len(level)-1] = d.valueText
+	}
+	keys := append(in.keys[:len(in.keys):len(in.keys)], d.keyText)
+	tag := in.tag
+	if d.hashTag != nil {
+		tag = fp.hashTag(path, d.hashTag, false)
+	}
+	tagAt := -1 // the level whose entry value tags this level's keys
+	if tag != nil && tag.key != "" {
+		if tagAt = slices.Index(keys, tag.key); tagAt >= 0 {
+			tag.used = true
+		}
 	}
 
 	var rule *Rule
@@ -361,6 +429,10 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 				break
 			}
 		}
+		if tagAt >= 0 {
+			rule.HashTag = tag.key
+			rule.tag = tagAt + 1
+		}
 	}
 
 	child := &node{rule: rule, file: fp.file, line: m.Line}
@@ -382,7 +454,7 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		st = nil
 	}
 	if d.descriptors != nil {
-		fp.descriptors(st, child, path, stat, d.descriptors, level, d.valueToMetric, depth+1)
+		fp.descriptors(st, child, path, stat, d.descriptors, inherited{shares: level, keys: keys, toMetric: d.valueToMetric, tag: tag}, depth+1)
 	}
 }
 

@@ -78,6 +78,7 @@ func TestSettings(t *testing.T) {
 		{"bad log format", nil, map[string]string{"RATELIMITD_LOG_FORMAT": "xml"}, "xml"},
 		{"extra argument", []string{"serve"}, nil, "serve"},
 		{"negative drain", []string{"-drain-timeout", "-1s"}, nil, "drain-timeout"},
+		{"brace in key prefix", []string{"-key-prefix", "rl{x}:"}, nil, "must not contain { or }"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseSettings(tt.args, env(tt.env), io.Discard)

@@ -247,6 +247,11 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 			return s, err
 		}
 	}
+	if strings.ContainsAny(s.keyPrefix, "{}") {
+		// Redis Cluster hashes the first {...} of a key: a brace in the
+		// prefix would put every bucket on one slot, or break hash_tag.
+		return s, fmt.Errorf("-key-prefix %q must not contain { or }", s.keyPrefix)
+	}
 	if s.memoryMaxBuckets <= 0 {
 		return s, fmt.Errorf("-memory-max-buckets must be positive, not %d", s.memoryMaxBuckets)
 	}
