@@ -105,6 +105,11 @@ type Options struct {
 	// Without it a second file with the same domain is an error, as in
 	// envoyproxy/ratelimit.
 	MergeDomains bool
+	// TrailingWildcardsOnly matches values as envoyproxy/ratelimit does: a
+	// `*` is a wildcard only at the end of a value (a prefix match), and a
+	// `*` anywhere else is a literal character. By default a `*` anywhere
+	// in a value matches any run of characters.
+	TrailingWildcardsOnly bool
 }
 
 // Rule is one compiled rate_limit of the config, or of a descriptor's

@@ -174,7 +174,7 @@ func TestErrorsAcrossFiles(t *testing.T) {
 
 func TestDuplicateDomainAndMerge(t *testing.T) {
 	_, err := Load("testdata/merge", Options{})
-	want := []string{`testdata/merge/b.yaml: shared: domain "shared" is already declared in testdata/merge/a.yaml; put its descriptors in one file or enable merging of domains (Options.MergeDomains)`}
+	want := []string{`testdata/merge/b.yaml: shared: domain "shared" is already declared in testdata/merge/a.yaml; put its descriptors in one file or let files merge (ratelimitd -merge-domains, MERGE_DOMAIN_CONFIG=true)`}
 	if diff := cmp.Diff(want, errorStrings(t, err)); diff != "" {
 		t.Errorf("without MergeDomains (-want +got):\n%s", diff)
 	}

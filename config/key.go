@@ -158,3 +158,14 @@ func OverrideRule(domain string, entries []Entry, requestsPerUnit uint32, unit U
 		Limits:          []RuleLimit{l},
 	}, nil
 }
+
+// ShareThreshold reports whether a share_threshold wildcard at some level
+// of the rule makes every matching value share one bucket.
+func (r *Rule) ShareThreshold() bool {
+	for _, p := range r.share {
+		if p != "" {
+			return true
+		}
+	}
+	return false
+}

@@ -35,7 +35,10 @@ func (n *node) lookup(key, value string) *node {
 	return n.exact[pair{key, value}]
 }
 
-func (n *node) insert(key, value string, child *node) {
+// insert adds child under key=value. A value with a `*` becomes a
+// wildcard child too; with trailingOnly only a final `*` makes one, and
+// what precedes it is matched literally as a prefix.
+func (n *node) insert(key, value string, child *node, trailingOnly bool) {
 	n.n++
 	if value == "" {
 		if n.byKey == nil {
@@ -48,7 +51,10 @@ func (n *node) insert(key, value string, child *node) {
 		n.exact = map[pair]*node{}
 	}
 	n.exact[pair{key, value}] = child
-	if strings.Contains(value, "*") {
+	switch {
+	case trailingOnly && strings.HasSuffix(value, "*"):
+		n.wild = append(n.wild, wildChild{key: key, parts: []string{value[:len(value)-1], ""}, child: child})
+	case !trailingOnly && strings.Contains(value, "*"):
 		n.wild = append(n.wild, wildChild{key: key, parts: strings.Split(value, "*"), child: child})
 	}
 }

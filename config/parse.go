@@ -152,7 +152,7 @@ func (p *parser) parseFile(f File) {
 			if p.opts.MergeDomains {
 				target, live = d.root, true
 			} else {
-				fp.errorf(fp.domain, domainNode, "domain %q is already declared in %s; put its descriptors in one file or enable merging of domains (Options.MergeDomains)", fp.domain, d.file)
+				fp.errorf(fp.domain, domainNode, "domain %q is already declared in %s; put its descriptors in one file or let files merge (ratelimitd -merge-domains, MERGE_DOMAIN_CONFIG=true)", fp.domain, d.file)
 			}
 		} else {
 			d := &domainState{root: &node{}, file: f.Name}
@@ -373,6 +373,9 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 	d.valueToMetric = fp.boolField(path, "value_to_metric", d.toMetric) || in.toMetric
 	d.shareThreshold = fp.boolField(path, "share_threshold", d.share)
 	wildcard := strings.Contains(d.valueText, "*")
+	if fp.p.opts.TrailingWildcardsOnly {
+		wildcard = strings.HasSuffix(d.valueText, "*")
+	}
 	if d.shareThreshold && !wildcard {
 		if d.valueText == "" {
 			fp.errorf(path, d.share, "share_threshold needs a value with a * wildcard, found no value")
@@ -445,7 +448,7 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			fp.errorf(path, m, "duplicate descriptor: the same key and value are already declared at this level (%s)", at)
 			st = nil // walk the children for errors, keep nothing
 		} else {
-			parent.insert(d.keyText, d.valueText, child)
+			parent.insert(d.keyText, d.valueText, child, fp.p.opts.TrailingWildcardsOnly)
 			if st != nil && rule != nil {
 				st.rules = append(st.rules, rule)
 			}

@@ -267,7 +267,7 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 			sc.reqs = append(sc.reqs, backends.Request{
 				Limit:  lim,
 				Hits:   sc.hits[i],
-				Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalShadowMode,
+				Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalQuotaMode || s.o.GlobalShadowMode,
 			})
 		}
 	}
@@ -371,7 +371,8 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 		d := sc.out[j]
 		rm := s.m.ruleMetrics(sn, req.Domain, r, sc.kinds[i] == kindOverride)
 		rm.decisions.Inc()
-		if r.QuotaMode {
+		quota := r.QuotaMode || s.o.GlobalQuotaMode
+		if quota {
 			quotaEnabled = true
 		}
 
@@ -398,7 +399,9 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 			sc.passed = append(sc.passed, r)
 		}
 		if d.Allowed {
-			if sc.hits[i] > 0 && d.Remaining*5 <= rate {
+			// Past 80% used, as the reference's NEAR_LIMIT_RATIO 0.8:
+			// more used than floor(0.8 × limit).
+			if sc.hits[i] > 0 && rate-d.Remaining > rate*4/5 {
 				rm.nearLimit.Inc()
 			}
 			continue
@@ -409,7 +412,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 			// Reference base_limiter: a shadow-mode rule over its limit
 			// answers OK, remaining and reset as computed.
 			rm.shadow.Inc()
-		case r.QuotaMode:
+		case quota:
 			// Reference ratelimit.go (quota mode): the violation is
 			// reported in the dynamic metadata, the status becomes OK with
 			// current_limit and limit_remaining only, and the call is not

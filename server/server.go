@@ -69,6 +69,10 @@ type Options struct {
 	// GlobalShadowMode answers OK whatever the decisions (statuses still
 	// say OVER_LIMIT), as envoyproxy/ratelimit's SHADOW_MODE.
 	GlobalShadowMode bool
+	// GlobalQuotaMode treats every rule as in quota mode: over-limit
+	// descriptors answer OK and are listed in the dynamic metadata's
+	// quotaModeViolations, and the call is never refused for them.
+	GlobalQuotaMode bool
 	// ResponseHeaders adds the limit, remaining and reset headers of the
 	// descriptor closest to its limit, as envoyproxy/ratelimit's
 	// RATE_LIMIT_RESPONSE_HEADERS_ENABLED.

@@ -64,7 +64,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	if s.validate != "" {
-		return validate(s.validate, config.Options{MergeDomains: s.mergeDomains}, stdout, stderr)
+		return validate(s.validate, s.configOptions(), stdout, stderr)
 	}
 	log := newLogger(s, stderr)
 	for _, n := range s.notes {
@@ -117,6 +117,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		BackendTimeout:   timeout,
 		KeyPrefix:        s.keyPrefix,
 		GlobalShadowMode: s.globalShadowMode,
+		GlobalQuotaMode:  s.globalQuotaMode,
 		ResponseHeaders:  s.responseHeaders,
 		HeaderLimit:      s.headerLimit,
 		HeaderRemaining:  s.headerRemaining,
@@ -151,7 +152,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	// The server logs every load: the rule count and hash, or every error.
-	loadOpts := config.Options{MergeDomains: s.mergeDomains}
+	loadOpts := s.configOptions()
 	load := func() error {
 		c, err := config.Load(s.configPath, loadOpts)
 		if err != nil {

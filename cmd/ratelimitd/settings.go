@@ -14,6 +14,7 @@ import (
 
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/backends/resilient"
+	"github.com/ratelimitd/ratelimitd/config"
 )
 
 // envPrefix starts the environment fallback of every flag:
@@ -26,6 +27,7 @@ type settings struct {
 	grpcAddr, httpAddr string
 	configPath         string
 	mergeDomains       bool
+	trailingWildcards  bool
 	reloadDebounce     time.Duration
 
 	backend          string
@@ -53,6 +55,7 @@ type settings struct {
 	clockOffset time.Duration
 
 	globalShadowMode bool
+	globalQuotaMode  bool
 	responseHeaders  bool
 	headerLimit      string
 	headerRemaining  string
@@ -114,6 +117,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.httpAddr, "http-addr", "127.0.0.1:8080", "`address` of the HTTP server (/healthcheck, /healthz, /readyz, /json, /metrics, /rlconfig); port 0 picks a free port")
 	fs.StringVar(&s.configPath, "config", "examples/quickstart/config", "config `path`: a YAML file, or a directory whose *.yaml and *.yml files are loaded (hidden files skipped); watched for changes")
 	fs.BoolVar(&s.mergeDomains, "merge-domains", false, "let several config files declare the same domain and merge their descriptors")
+	fs.BoolVar(&s.trailingWildcards, "trailing-wildcards-only", false, "match config values as envoyproxy/ratelimit does: * is a wildcard only at the end of a value (default: anywhere)")
 	fs.DurationVar(&s.reloadDebounce, "reload-debounce", 200*time.Millisecond, "quiet `time` after the last change on disk before the config is reloaded")
 
 	fs.StringVar(&s.backend, "backend", "memory", "where bucket state lives: memory (this process) or redis (shared by every replica)")
@@ -153,6 +157,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.keyPrefix, "key-prefix", "", "`prefix` of every bucket key")
 
 	fs.BoolVar(&s.globalShadowMode, "global-shadow-mode", false, "answer OK to every descriptor while still counting and reporting over-limit decisions")
+	fs.BoolVar(&s.globalQuotaMode, "global-quota-mode", false, "treat every rule as in quota mode: over-limit descriptors answer OK and are listed in the dynamic metadata's quotaModeViolations")
 	fs.BoolVar(&s.responseHeaders, "response-headers", false, "add rate-limit headers to responses")
 	fs.StringVar(&s.headerLimit, "header-limit", "RateLimit-Limit", "`name` of the limit response header")
 	fs.StringVar(&s.headerRemaining, "header-remaining", "RateLimit-Remaining", "`name` of the remaining response header")
@@ -269,6 +274,11 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 		return s, fmt.Errorf("-backend-timeout must be positive")
 	}
 	return s, nil
+}
+
+// configOptions are the options every config load uses.
+func (s settings) configOptions() config.Options {
+	return config.Options{MergeDomains: s.mergeDomains, TrailingWildcardsOnly: s.trailingWildcards}
 }
 
 // parseRedis completes r from the -redis-* flags that need work: the

@@ -83,6 +83,9 @@ func ruleFlags(r *config.Rule) []string {
 	if r.DetailedMetric {
 		f = append(f, "detailed_metric")
 	}
+	if r.ShareThreshold() {
+		f = append(f, "share_threshold")
+	}
 	if len(r.Replaces) > 0 {
 		f = append(f, "replaces="+strings.Join(r.Replaces, ","))
 	}
