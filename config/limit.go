@@ -334,8 +334,12 @@ func (fp *fileParser) limit(path string, m *yaml.Node, n *limitNodes) (RuleLimit
 			ok = false
 		default:
 			b := int64(math.Floor(float64(rpu) * f))
-			if rpuOK && rpu > 0 && b < 1 {
+			switch {
+			case rpuOK && rpu > 0 && b < 1:
 				fp.errorf(path, n.burstMultiplier, "burst_multiplier %s gives a burst of 0 with requests_per_unit %d", n.burstMultiplier.Value, rpu)
+				ok = false
+			case b > algorithms.MaxAmount: // the bound of burst
+				fp.errorf(path, n.burstMultiplier, "burst_multiplier %s gives a burst of %d with requests_per_unit %d, above the largest burst, %d", n.burstMultiplier.Value, b, rpu, algorithms.MaxAmount)
 				ok = false
 			}
 			l.Limit.Burst = b
@@ -463,9 +467,9 @@ func (fp *fileParser) rateLimits(path string, list *yaml.Node) *Rule {
 	ok := true
 	for i, item := range list.Content {
 		item = deref(item)
-		where := fmt.Sprintf("rate_limits[%d]", i)
+		fp.entry = fmt.Sprintf("rate_limits[%d]: ", i)
 		if item.Kind != yaml.MappingNode {
-			fp.errorf(path, item, "%s must be a mapping with unit and requests_per_unit, found %s", where, kindName(item))
+			fp.errorf(path, item, "must be a mapping with unit and requests_per_unit, found %s", kindName(item))
 			ok = false
 			continue
 		}
@@ -473,17 +477,24 @@ func (fp *fileParser) rateLimits(path string, list *yaml.Node) *Rule {
 		itemOK := true
 		fp.fields(item, path, func(k string, key, v *yaml.Node) {
 			if !ln.set(k, v) {
-				fp.errorf(path, key, "unknown key %q in %s (want %s; unlimited and replaces belong to a single rate_limit)", k, where, limitKeys)
+				fp.errorf(path, key, "unknown key %q (want %s; unlimited and replaces belong to a single rate_limit)", k, limitKeys)
 				itemOK = false
 			}
 		})
 		l, lOK := fp.limit(path, item, &ln)
+		// A release (negative hits) is applied to every limit of the
+		// list: it would refund the others.
+		if l.Limit.Algorithm == algorithms.Concurrency && len(list.Content) > 1 {
+			fp.errorf(path, firstNonNil(ln.algorithm, item), "concurrency cannot share a rate_limits list with other limits: give it its own descriptor")
+			lOK = false
+		}
 		if !itemOK || !lOK {
 			ok = false
 			continue
 		}
 		r.Limits = append(r.Limits, l)
 	}
+	fp.entry = ""
 	if !ok {
 		return nil
 	}

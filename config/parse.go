@@ -48,6 +48,9 @@ type fileParser struct {
 	domain string
 	count  int           // descriptors seen, against maxDescriptors
 	tags   []*tagSetting // the file's hash_tag settings, checked for use at the end
+	// entry prefixes every message while an entry of a rate_limits list is
+	// parsed ("rate_limits[1]: "), so that messages name the entry.
+	entry string
 }
 
 // tagSetting is one hash_tag setting, of the domain or of a descriptor. It
@@ -70,7 +73,7 @@ type inherited struct {
 }
 
 func (fp *fileParser) errorf(path string, n *yaml.Node, format string, args ...any) {
-	e := &Error{File: fp.file, Path: path, Message: fmt.Sprintf(format, args...)}
+	e := &Error{File: fp.file, Path: path, Message: fp.entry + fmt.Sprintf(format, args...)}
 	if n != nil {
 		e.Line = n.Line
 	}

@@ -8,6 +8,7 @@ import (
 
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // TestConcurrencyEndToEnd plays Envoy's two calls of examples/concurrency
@@ -39,8 +40,10 @@ func TestConcurrencyEndToEnd(t *testing.T) {
 		return descriptor("org", org, "concurrency", "runs")
 	}
 	done := func(org string) *ratelimitv3.RateLimitDescriptor {
+		// As Envoy sends hits_addend {number: 1, is_negative_hits: true}.
 		d := start(org)
-		d.IsNegativeHits = true // hits_addend {number: 1, is_negative_hits: true}
+		d.HitsAddend = wrapperspb.UInt64(1)
+		d.IsNegativeHits = true
 		return d
 	}
 	expect := func(what string, d *ratelimitv3.RateLimitDescriptor, code rlsv3.RateLimitResponse_Code, remaining uint32) {
