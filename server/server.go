@@ -43,9 +43,10 @@ const (
 )
 
 // DefaultBackendTimeout bounds every Backend.Apply when Options.BackendTimeout
-// is zero. It is an interim value: Envoy's rate-limit filter gives up after
-// 20 ms by default, and cmd/ratelimitd is expected to pass its own.
-const DefaultBackendTimeout = 50 * time.Millisecond
+// is zero: well under the 20 ms after which Envoy's rate-limit filter gives
+// up by default, so that a slow backend is answered UNAVAILABLE while Envoy
+// still listens. ratelimitd's -backend-timeout defaults to the same.
+const DefaultBackendTimeout = 10 * time.Millisecond
 
 // Health service names the server reports on, besides "" (the whole server)
 // and the RLS service's full name.

@@ -405,7 +405,7 @@ func TestSentinelFailover(t *testing.T) {
 	b := newBackend(t, redis.Options{Topology: redis.Sentinel, Addrs: s.SentinelAddrs, MasterName: s.MasterName, ClientTime: true})
 	apply(t, b, backendtest.Base, aon, req("f", perMinute(100), 1))
 	s.KillMaster()
-	s.WaitForPromotion(30 * time.Second)
+	s.WaitForPromotion(redistest.FailoverPatience)
 	eventually(t, 30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()

@@ -72,19 +72,35 @@ type keyReply struct {
 // when nobody touched the key in between, and otherwise gives the net hits
 // back with negative hits.
 //
+// When a slot answers with an error (its node timed out, is down, or the
+// script failed), the call fails with ErrUnavailable, and the slots whose
+// replies say they charged are refunded the same way: a failed call must
+// not spend budget on the slots that did answer. (The failed slot itself
+// may have run its script, or may run it later: that charge cannot be
+// known, and is not refunded.)
+//
 // Apply waits for the refund, or for its context: the decisions stand
 // either way, and a refund still running when Apply returns is finished in
 // the background (Close waits for it).
 func (b *Backend) crossSlot(ctx context.Context, t int64, mode backends.Mode, reqs []backends.Request, groups []group, out []algorithms.Decision) error {
 	replies := make([]slotReply, len(groups))
+	parsed := make([]bool, len(groups))
+	var firstErr error
 	enf, shd := false, false
 	for g := range groups {
 		r, err := b.slotReply(&groups[g])
 		if err != nil {
-			return err
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
 		}
-		replies[g] = r
+		replies[g], parsed[g] = r, true
 		enf, shd = enf || r.enf, shd || r.shd
+	}
+	if firstErr != nil {
+		b.refund(ctx, t, reqs, groups, replies, parsed)
+		return firstErr // wraps ErrUnavailable (see reply and slotReply)
 	}
 	vetoed := mode != backends.ChargeAlways && (enf || (mode == backends.StopWhenOver && shd))
 	for g := range groups {
@@ -104,12 +120,20 @@ func (b *Backend) crossSlot(ctx context.Context, t int64, mode backends.Mode, re
 			}
 		}
 	}
-	if !vetoed {
-		return nil
+	if vetoed {
+		b.refund(ctx, t, reqs, groups, replies, parsed)
 	}
+	return nil
+}
 
+// refund gives back what the slots g with charged[g] wrote, per their
+// replies (see crossSlot), and waits for it or for ctx.
+func (b *Backend) refund(ctx context.Context, t int64, reqs []backends.Request, groups []group, replies []slotReply, charged []bool) {
 	var invs []*invocation
 	for g := range groups {
+		if !charged[g] {
+			continue
+		}
 		gr, r := &groups[g], &replies[g]
 		var inv invocation
 		for n := range gr.keys {
@@ -135,7 +159,7 @@ func (b *Backend) crossSlot(ctx context.Context, t int64, mode backends.Mode, re
 		}
 	}
 	if len(invs) == 0 {
-		return nil
+		return
 	}
 	b.refunds.Add(1)
 	// The refund runs detached from ctx, so that a caller that gives up
@@ -159,7 +183,6 @@ func (b *Backend) crossSlot(ctx context.Context, t int64, mode backends.Mode, re
 	case <-done:
 	case <-ctx.Done():
 	}
-	return nil
 }
 
 // slotReply parses one group's detailed reply.

@@ -38,8 +38,16 @@ package redis
 // Failures: every Redis call honours the caller's context (go-redis's
 // ContextTimeoutEnabled), so a dead or hung Redis costs a caller no more
 // than its deadline; errors wrap backends.ErrUnavailable. go-redis's retries
-// are off: a script that timed out may have run, and running it again would
-// charge twice.
+// are off everywhere: a script that timed out may have run, and running it
+// again would charge (or refund) twice. MaxRetries -1 turns them off for
+// standalone and Sentinel; the ClusterClient ignores MaxRetries and retries
+// timeouts, EOF and connection resets (a failed pipeline read re-sends every
+// command for that node) up to MaxRedirects times, so MaxRedirects is -1
+// too. The price: a call that meets a MOVED or ASK reply (resharding, a
+// replica promoted) fails with ErrUnavailable instead of following it.
+// go-redis still schedules a reload of its slot map on MOVED (LazyReload in
+// osscluster.go, with redirects off as well), so calls made once that
+// reload has finished go to the new owner.
 
 import (
 	"context"
@@ -131,9 +139,9 @@ type Stats struct {
 	// Apply; Calls counts Apply calls that reached Redis. Calls/Batches is
 	// the mean batch size.
 	Batches, Calls uint64
-	// Refunds counts Cluster calls whose charged slots were refunded;
-	// RefundErrors the refunds that failed (budget left charged until the
-	// window ends).
+	// Refunds counts Cluster calls whose charged slots were refunded
+	// (another slot vetoed the call, or failed); RefundErrors the refunds
+	// that failed (budget left charged until the window ends).
 	Refunds, RefundErrors uint64
 }
 
@@ -200,6 +208,7 @@ func New(o Options) (*Backend, error) {
 		b.c = goredis.NewFailoverClient(uo.Failover())
 	case Cluster:
 		uo.IsClusterMode = true
+		uo.MaxRedirects = -1 // no retries: see the design comment
 		b.cluster = goredis.NewClusterClient(uo.Cluster())
 		b.c = b.cluster
 	default:

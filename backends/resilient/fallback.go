@@ -22,7 +22,7 @@ const (
 	// Deny answers every bucket refused (fail closed).
 	Deny
 	// Local decides from a local backend (the memory backend), each limit
-	// divided by the number of replicas.
+	// (its Rate and its Burst) divided by the number of replicas.
 	Local
 )
 
@@ -57,10 +57,11 @@ type FallbackOptions struct {
 	// Local decides under the Local policy; required with it, ignored
 	// otherwise. The Fallback owns it: Close closes it.
 	Local backends.Backend
-	// Replicas divides every limit's Rate under the Local policy (rounded
-	// up; a positive Rate stays at least 1, a zero Rate stays 0), so that
-	// replicas deciding on their own admit about the shared limit in
-	// total. Default 1.
+	// Replicas divides every limit's Rate and Burst under the Local policy
+	// (rounded up; a positive value stays at least 1, a zero one stays 0:
+	// a zero Rate blocks, a zero Burst means Rate, already divided), so
+	// that replicas deciding on their own admit about the shared limit in
+	// total, in a burst as over time. Default 1.
 	Replicas int
 }
 
@@ -126,6 +127,7 @@ func (f *Fallback) Apply(ctx context.Context, now int64, mode backends.Mode, req
 		local := append(stack[:0], reqs...)
 		for i := range local {
 			local[i].Limit.Rate = f.share(local[i].Limit.Rate)
+			local[i].Limit.Burst = f.share(local[i].Limit.Burst)
 		}
 		// The caller's deadline may be what failed the backend: the local
 		// backend does no I/O and needs none.
@@ -144,14 +146,14 @@ func (f *Fallback) Apply(ctx context.Context, now int64, mode backends.Mode, req
 	return nil
 }
 
-// share is one replica's part of rate: rate/replicas rounded up, at least 1
-// when rate is positive.
-func (f *Fallback) share(rate int64) int64 {
-	if rate <= 0 {
-		return rate
+// share is one replica's part of n (a Rate or a Burst): n/replicas rounded
+// up, at least 1 when n is positive.
+func (f *Fallback) share(n int64) int64 {
+	if n <= 0 {
+		return n
 	}
-	q := rate / f.replicas
-	if rate%f.replicas != 0 {
+	q := n / f.replicas
+	if n%f.replicas != 0 {
 		q++
 	}
 	return q

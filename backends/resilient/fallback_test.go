@@ -3,6 +3,7 @@ package resilient
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
@@ -133,5 +134,41 @@ func TestFallbackLocal(t *testing.T) {
 	st := f.Stats()
 	if st != (FallbackStats{Calls: 32, Allowed: 9, Refused: 23}) {
 		t.Errorf("stats %+v, want 32 calls, 9 allowed, 23 refused", st)
+	}
+}
+
+// TestFallbackLocalBurst: under Local, a token bucket's Burst is divided by
+// the replicas like its Rate, so that the replicas together admit about the
+// shared burst, not one each.
+func TestFallbackLocalBurst(t *testing.T) {
+	f, err := NewFallback(&flaky{err: errDown}, FallbackOptions{Policy: Local, Local: newMemory(), Replicas: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	now := micros(t0) // one instant: no refill, the burst alone admits
+	for _, tt := range []struct {
+		rate, burst, admitted int64
+	}{
+		{3, 10, 4},  // 10/3 rounded up
+		{3, 9, 3},   // 9/3
+		{30, 2, 1},  // at least 1
+		{30, 0, 10}, // no Burst: the capacity is the Rate's share, 30/3
+	} {
+		l := algorithms.Limit{Algorithm: algorithms.TokenBucket, Rate: tt.rate, Period: algorithms.Minute, Burst: tt.burst}
+		key := fmt.Appendf(nil, "tb-%d-%d", tt.rate, tt.burst)
+		var admitted int64
+		for range max(tt.burst, tt.rate) + 2 {
+			out := make([]algorithms.Decision, 1)
+			if err := f.Apply(context.Background(), now, backends.AllOrNothing, []backends.Request{{Key: key, Limit: l, Hits: 1}}, out); err != nil {
+				t.Fatalf("rate %d, burst %d: %v", tt.rate, tt.burst, err)
+			}
+			if out[0].Allowed {
+				admitted++
+			}
+		}
+		if admitted != tt.admitted {
+			t.Errorf("rate %d, burst %d over 3 replicas: %d admitted at one instant, want %d", tt.rate, tt.burst, admitted, tt.admitted)
+		}
 	}
 }

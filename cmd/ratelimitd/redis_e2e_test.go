@@ -142,8 +142,10 @@ func admitExactly(t *testing.T, instances []*proc, unit time.Duration, limit int
 
 // patientArgs make the exactness runs immune to a slow machine: the test
 // asserts counts, not latency, and a call that times out after Redis
-// counted it would make the count unknowable.
-var patientArgs = []string{"-backend-timeout", "5s", "-breaker-failures", "0"}
+// counted it would make the count unknowable. The socket read and write
+// timeouts (1s by default) would cut a slow call short before the backend
+// timeout, so they are raised to match.
+var patientArgs = []string{"-backend-timeout", "5s", "-redis-read-timeout", "5s", "-redis-write-timeout", "5s", "-breaker-failures", "0"}
 
 func testRedisExactStandalone(t *testing.T, bin string) {
 	r := redistest.Standalone(t)
@@ -313,6 +315,7 @@ func testRedisSentinelFailover(t *testing.T, bin string) {
 		return err == nil
 	})
 	s.KillMaster()
+	s.WaitForPromotion(redistest.FailoverPatience)
 	eventually(t, "calls to succeed through the promoted replica", func() bool {
 		resp, err := c.try("redis-e2e", descriptor("user", "after"))
 		return err == nil && resp.OverallCode == rlsv3.RateLimitResponse_OK

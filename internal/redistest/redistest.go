@@ -1,6 +1,7 @@
 // Package redistest starts real Redis processes for tests: a standalone
-// server, a Sentinel set (master, replica, one sentinel) and a three-master
-// Cluster. Nothing is mocked.
+// server, a TLS-only standalone server with its certificates, a Sentinel
+// set (master, replica, one sentinel) and a three-master Cluster whose
+// nodes can be paused one by one. Nothing is mocked.
 //
 // Every process listens on a free loopback port, keeps its files in
 // t.TempDir() and is killed by t.Cleanup, also when the test fails. Ports
@@ -18,6 +19,7 @@ package redistest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -84,12 +86,19 @@ type proc struct {
 	logPath string
 	cmd     *exec.Cmd
 	exited  chan struct{}
+
+	mu     sync.Mutex   // guards stderr
+	stderr bytes.Buffer // what the process wrote before its log file opened
 }
 
 // start launches the process; it does not wait for it to listen.
 func (p *proc) start() error {
 	cmd := exec.Command(p.name, p.args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	p.mu.Lock()
+	p.stderr.Reset()
+	p.mu.Unlock()
+	cmd.Stderr = stderrWriter{p}
 	if err := cmd.Start(); err != nil {
 		return err
 	}
@@ -100,6 +109,32 @@ func (p *proc) start() error {
 		close(exited)
 	}()
 	return nil
+}
+
+// stderrWriter appends to a proc's stderr buffer, up to 64 KiB.
+type stderrWriter struct{ p *proc }
+
+func (w stderrWriter) Write(b []byte) (int, error) {
+	w.p.mu.Lock()
+	defer w.p.mu.Unlock()
+	if w.p.stderr.Len() < 64<<10 {
+		w.p.stderr.Write(b)
+	}
+	return len(b), nil
+}
+
+// pause stops the process with SIGSTOP, if it runs.
+func (p *proc) pause() {
+	if p.alive() {
+		p.cmd.Process.Signal(syscall.SIGSTOP)
+	}
+}
+
+// resume continues the process with SIGCONT, if it runs.
+func (p *proc) resume() {
+	if p.alive() {
+		p.cmd.Process.Signal(syscall.SIGCONT)
+	}
 }
 
 // kill sends SIGKILL (after SIGCONT, in case it was paused) and waits for
@@ -127,22 +162,30 @@ func (p *proc) alive() bool {
 	}
 }
 
-// logTail returns the end of the process's log, for failure messages.
+// logTail returns the end of the process's log, and what it wrote to
+// stderr (configuration errors come before the log opens), for failure
+// messages.
 func (p *proc) logTail() string {
+	p.mu.Lock()
+	stderr := string(bytes.TrimSpace(p.stderr.Bytes()))
+	p.mu.Unlock()
 	b, err := os.ReadFile(p.logPath)
 	if err != nil {
-		return "(no log: " + err.Error() + ")"
+		b = []byte("(no log: " + err.Error() + ")")
 	}
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}
+	if stderr != "" {
+		return string(bytes.TrimSpace(b)) + "; stderr: " + stderr
+	}
 	return string(bytes.TrimSpace(b))
 }
 
-// waitPing waits until addr answers PING, the process exits, or the
-// deadline passes.
-func waitPing(p *proc, addr string) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1, DisableIdentity: true})
+// waitPing waits until addr answers PING (over TLS when tc is not nil), the
+// process exits, or the deadline passes.
+func waitPing(p *proc, addr string, tc *tls.Config) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, MaxRetries: -1, DisableIdentity: true, TLSConfig: tc})
 	defer c.Close()
 	deadline := time.Now().Add(startTimeout)
 	var err error
@@ -213,6 +256,21 @@ func Standalone(t testing.TB) *Server {
 // when the start fails, and fails t after attempts tries.
 func startServer(t testing.TB, name string, extra ...string) (*proc, string) {
 	t.Helper()
+	p, addr, err := tryStartServer(t, name, nil, func(port int, dir string) []string {
+		return serverArgs(port, dir, extra...)
+	})
+	if err != nil {
+		t.Fatalf("redistest: start %s redis-server: %v", name, err)
+	}
+	return p, addr
+}
+
+// tryStartServer starts a redis-server with args(port, dir) on a free port,
+// waits until it answers PING (over TLS when tc is not nil), and retries on
+// new ports when that fails. It returns the last error after attempts
+// tries.
+func tryStartServer(t testing.TB, name string, tc *tls.Config, args func(port int, dir string) []string) (*proc, string, error) {
+	t.Helper()
 	var lastErr error
 	for i := range attempts {
 		ports, err := freePorts(1)
@@ -223,17 +281,16 @@ func startServer(t testing.TB, name string, extra ...string) (*proc, string) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		p := &proc{name: "redis-server", args: serverArgs(ports[0], dir, extra...), logPath: filepath.Join(dir, "redis.log")}
+		p := &proc{name: "redis-server", args: args(ports[0], dir), logPath: filepath.Join(dir, "redis.log")}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		if lastErr = p.start(); lastErr == nil {
-			if lastErr = waitPing(p, addr); lastErr == nil {
-				return p, addr
+			if lastErr = waitPing(p, addr, tc); lastErr == nil {
+				return p, addr, nil
 			}
 			p.kill()
 		}
 	}
-	t.Fatalf("redistest: start %s redis-server: %v", name, lastErr)
-	return nil, ""
+	return nil, "", lastErr
 }
 
 // Kill stops the server with SIGKILL and waits for it to exit. Clients see
@@ -249,18 +306,14 @@ func (s *Server) Kill() {
 func (s *Server) Pause() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.p.alive() {
-		s.p.cmd.Process.Signal(syscall.SIGSTOP)
-	}
+	s.p.pause()
 }
 
 // Resume continues a paused server.
 func (s *Server) Resume() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.p.alive() {
-		s.p.cmd.Process.Signal(syscall.SIGCONT)
-	}
+	s.p.resume()
 }
 
 // Restart kills the server if it runs and starts it again, empty, on the
@@ -274,7 +327,7 @@ func (s *Server) Restart() {
 	var err error
 	for range attempts {
 		if err = s.p.start(); err == nil {
-			if err = waitPing(s.p, s.Addr); err == nil {
+			if err = waitPing(s.p, s.Addr, nil); err == nil {
 				return
 			}
 		}
@@ -349,7 +402,7 @@ func Sentinel(t testing.TB) *SentinelSet {
 		p := &proc{name: "redis-sentinel", args: []string{conf}, logPath: filepath.Join(dir, "sentinel.log")}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))
 		if lastErr = p.start(); lastErr == nil {
-			if lastErr = waitPing(p, addr); lastErr == nil {
+			if lastErr = waitPing(p, addr, nil); lastErr == nil {
 				s.sentinel, s.SentinelAddrs = p, []string{addr}
 				break
 			}
@@ -400,6 +453,13 @@ func (s *SentinelSet) KillMaster() {
 	s.master.kill()
 }
 
+// FailoverPatience bounds a wait for a Sentinel failover. Sentinel enters
+// TILT mode for 30 s (and again, as long as it goes on) whenever its timer
+// runs late, as it does on a starved CPU, and does not fail over in TILT:
+// on a busy two-core CI machine a failover that takes 3 s idle can take
+// more than a minute.
+const FailoverPatience = 3 * time.Minute
+
 // WaitForPromotion waits up to timeout until the sentinel names the replica
 // as master and the replica says it is one, and returns its address. It
 // fails the test on timeout.
@@ -444,9 +504,11 @@ func (s *SentinelSet) stop() {
 // slot assigned. (The type cannot be called Cluster: that is the function
 // that starts one.)
 type ClusterSet struct {
-	// Addrs are the masters' host:port addresses.
+	// Addrs are the masters' host:port addresses; a node's index in Addrs
+	// names it in NodeFor, Pause and Resume.
 	Addrs []string
 
+	mu    sync.Mutex // orders Pause and Resume with the cleanup's kill
 	procs []*proc
 }
 
@@ -458,6 +520,8 @@ func Cluster(t testing.TB) *ClusterSet {
 	Require(t, "redis-server", "redis-cli")
 	c := &ClusterSet{}
 	t.Cleanup(func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		for _, p := range c.procs {
 			p.kill()
 		}
@@ -498,7 +562,7 @@ func (c *ClusterSet) start(t testing.TB, attempt int) error {
 		}
 		c.procs = append(c.procs, p)
 		c.Addrs = append(c.Addrs, addr)
-		if err := waitPing(p, addr); err != nil {
+		if err := waitPing(p, addr, nil); err != nil {
 			return err
 		}
 	}
@@ -527,6 +591,55 @@ func (c *ClusterSet) start(t testing.TB, attempt int) error {
 		}
 	}
 	return nil
+}
+
+// NodeFor returns the index in Addrs of the master that serves key's hash
+// slot, as CLUSTER KEYSLOT and CLUSTER SLOTS say. It fails the test when no
+// node serves it.
+func (c *ClusterSet) NodeFor(t testing.TB, key string) int {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: c.Addrs[0], DisableIdentity: true})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	slot, err := rc.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatalf("redistest: CLUSTER KEYSLOT %q: %v", key, err)
+	}
+	ranges, err := rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		t.Fatalf("redistest: CLUSTER SLOTS: %v", err)
+	}
+	for _, r := range ranges {
+		if slot < int64(r.Start) || slot > int64(r.End) || len(r.Nodes) == 0 {
+			continue
+		}
+		for i, a := range c.Addrs {
+			if port(a) == port(r.Nodes[0].Addr) {
+				return i
+			}
+		}
+		t.Fatalf("redistest: slot %d of %q is served by %s, not one of %v", slot, key, r.Nodes[0].Addr, c.Addrs)
+	}
+	t.Fatalf("redistest: no node serves slot %d of %q", slot, key)
+	return -1
+}
+
+// Pause stops node i (an index in Addrs) with SIGSTOP: it keeps its
+// connections but answers nothing, like a hung or partitioned node. Resume,
+// or the end of the test, ends the pause. Keep pauses well under the
+// cluster's node timeout (2s), or the other nodes mark the node failed.
+func (c *ClusterSet) Pause(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.procs[i].pause()
+}
+
+// Resume continues node i after Pause.
+func (c *ClusterSet) Resume(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.procs[i].resume()
 }
 
 // Client returns a go-redis cluster client for the cluster, closed when the
