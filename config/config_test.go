@@ -796,20 +796,7 @@ func FuzzParse(f *testing.F) {
 // TestDocsExample keeps docs/config.md honest: its complete example loads
 // and matches as its table says.
 func TestDocsExample(t *testing.T) {
-	doc, err := os.ReadFile("../docs/config.md")
-	if err != nil {
-		t.Skip("docs/config.md not found:", err)
-	}
-	_, rest, ok := strings.Cut(string(doc), "## A complete example")
-	if !ok {
-		t.Fatal("docs/config.md has no complete example")
-	}
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	example, _, _ := strings.Cut(rest, "```")
-	c, err := Parse([]File{{Name: "docs/config.md", Data: []byte(example)}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := docsExample(t, "## A complete example")
 	tests := []struct {
 		entries []Entry
 		want    string
@@ -839,6 +826,7 @@ func TestDocsExample(t *testing.T) {
 	es := entries("route", "abc")
 	k := string(mustLoad(t, "testdata/valid").Match("basic", es).AppendKey(nil, es))
 	shown := "5:basic 1:1 5:route 3:abc 12:fixed_window 8:60000000"
+	doc, _ := os.ReadFile("../docs/config.md")
 	if k != strings.ReplaceAll(shown, " ", "") || !strings.Contains(string(doc), shown) {
 		t.Errorf("docs key example is out of date; the key is %q", k)
 	}
@@ -860,4 +848,24 @@ func TestAliasBombIsBounded(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("errors (-want +got):\n%s", diff)
 	}
+}
+
+// docsExample parses the first YAML block of docs/config.md after heading.
+func docsExample(t *testing.T, heading string) *Config {
+	t.Helper()
+	doc, err := os.ReadFile("../docs/config.md")
+	if err != nil {
+		t.Skip("docs/config.md not found:", err)
+	}
+	_, rest, ok := strings.Cut(string(doc), heading)
+	if !ok {
+		t.Fatalf("docs/config.md has no %q", heading)
+	}
+	_, rest, _ = strings.Cut(rest, "```yaml\n")
+	example, _, _ := strings.Cut(rest, "```")
+	c, err := Parse([]File{{Name: "docs/config.md", Data: []byte(example)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -235,20 +235,7 @@ func TestHashTagKeyDoesNotAllocate(t *testing.T) {
 // TestDocsHashTag keeps the hash_tag section of docs/config.md honest: its
 // example loads, tags as the text says, and the key shown is the key.
 func TestDocsHashTag(t *testing.T) {
-	doc, err := os.ReadFile("../docs/config.md")
-	if err != nil {
-		t.Skip("docs/config.md not found:", err)
-	}
-	_, rest, ok := strings.Cut(string(doc), "## Hash tags for Redis Cluster")
-	if !ok {
-		t.Fatal("docs/config.md has no hash_tag section")
-	}
-	_, rest, _ = strings.Cut(rest, "```yaml\n")
-	example, _, _ := strings.Cut(rest, "```")
-	c, err := Parse([]File{{Name: "docs/config.md", Data: []byte(example)}}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := docsExample(t, "## Hash tags for Redis Cluster")
 	tests := []struct {
 		entries []Entry
 		tag     string // the value tagging the key, "" for none

@@ -81,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, rl),
 		nearLimit: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ratelimitd_near_limit_total",
-			Help: "Allowed decisions that left at most 20% of the limit, by domain and rule.",
+			Help: "Allowed decisions past 80% of the limit used (more than floor(0.8 x limit)), by domain and rule.",
 		}, rl),
 		globalShadow: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ratelimitd_global_shadow_mode_total",
