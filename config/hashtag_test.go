@@ -258,6 +258,7 @@ func TestDocsHashTag(t *testing.T) {
 		}
 	}
 	es := entries("org", "acme")
+	doc, _ := os.ReadFile("../docs/config.md")
 	if k := string(c.Match("api", es).AppendKey(nil, es)); !strings.Contains(string(doc), "\n"+k+"\n") {
 		t.Errorf("docs key example is out of date; the key is %q", k)
 	}
