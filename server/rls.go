@@ -21,9 +21,12 @@ import (
 // Request bounds. A request beyond them is InvalidArgument: Envoy never
 // sends such requests, and bounding them bounds the work of one call.
 const (
-	MaxDescriptors = 64   // descriptors per request
-	MaxEntries     = 64   // entries per descriptor
-	MaxValueLen    = 1024 // bytes per domain, entry key and entry value
+	MaxDescriptors = 64       // descriptors per request
+	MaxEntries     = 64       // entries per descriptor
+	MaxValueLen    = 64 << 10 // bytes per domain, entry key and entry value
+	// 64 KiB: above Envoy's default limit on request headers (60 KiB), so
+	// that a descriptor built from a header or the path (query included)
+	// of any request Envoy accepts is never refused.
 )
 
 // kind says how a descriptor is answered.

@@ -426,9 +426,9 @@ func TestErrors(t *testing.T) {
 		{"empty key", rq("test", desc("k", "v", "", "v")), codes.InvalidArgument, "rate limit descriptor 0 entry 1 has an empty key"},
 		{"too many descriptors", rq("test", many...), codes.InvalidArgument, "rate limit descriptor list has 65 descriptors, more than the maximum of 64"},
 		{"too many entries", rq("test", wide), codes.InvalidArgument, "rate limit descriptor 0 has 65 entries, more than the maximum of 64"},
-		{"long key", rq("test", desc(long, "v")), codes.InvalidArgument, "rate limit descriptor 0 entry 0 key is longer than 1024 bytes"},
-		{"long value", rq("test", desc("k", long)), codes.InvalidArgument, "rate limit descriptor 0 entry 0 value is longer than 1024 bytes"},
-		{"long domain", rq(long, desc("k", "v")), codes.InvalidArgument, "rate limit domain is longer than 1024 bytes"},
+		{"long key", rq("test", desc(long, "v")), codes.InvalidArgument, "rate limit descriptor 0 entry 0 key is longer than 65536 bytes"},
+		{"long value", rq("test", desc("k", long)), codes.InvalidArgument, "rate limit descriptor 0 entry 0 value is longer than 65536 bytes"},
+		{"long domain", rq(long, desc("k", "v")), codes.InvalidArgument, "rate limit domain is longer than 65536 bytes"},
 		{"override without unit", rq("test", withLimit(desc("k", "v"), 5, typev3.RateLimitUnit_UNKNOWN)), codes.InvalidArgument, ""},
 	}
 	e := newEnv(t, testConfig, Options{})
