@@ -3,7 +3,6 @@ package redis_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
@@ -19,7 +18,5 @@ func TestMain(m *testing.M) {
 type quiet struct{}
 
 func (quiet) Printf(context.Context, string, ...any) {}
-
-func timeDuration(n int64) time.Duration { return time.Duration(n) }
 
 type goredisClient = goredis.Client

@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/backends/backendtest"
@@ -20,28 +21,12 @@ func newBackend(t testing.TB, o redis.Options) *redis.Backend {
 	return b
 }
 
-func TestConformanceStandalone(t *testing.T) {
-	s := redistest.Standalone(t)
-	for _, batch := range []struct {
-		name   string
-		window int64
-	}{{"unbatched", 0}, {"batched", 100_000}} {
-		t.Run(batch.name, func(t *testing.T) {
-			backendtest.Run(t, func(t *testing.T) backends.Backend {
-				b, err := redis.New(redis.Options{Addrs: []string{s.Addr}, ClientTime: true, BatchWindow: timeDuration(batch.window)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return b
-			})
-		})
-	}
-}
-
-func TestConformanceSentinel(t *testing.T) {
-	s := redistest.Sentinel(t)
+// conformance runs backendtest.Run with backends on o, under ClientTime
+// (the suite decides at fixed instants). The suite closes each backend.
+func conformance(t *testing.T, o redis.Options) {
+	o.ClientTime = true
 	backendtest.Run(t, func(t *testing.T) backends.Backend {
-		b, err := redis.New(redis.Options{Topology: redis.Sentinel, Addrs: s.SentinelAddrs, MasterName: s.MasterName, ClientTime: true})
+		b, err := redis.New(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,20 +34,31 @@ func TestConformanceSentinel(t *testing.T) {
 	})
 }
 
+// batchings are the batch windows the suite runs under: off, and 100µs.
+var batchings = []struct {
+	name   string
+	window time.Duration
+}{{"unbatched", 0}, {"batched", 100 * time.Microsecond}}
+
+func TestConformanceStandalone(t *testing.T) {
+	s := redistest.Standalone(t)
+	for _, batch := range batchings {
+		t.Run(batch.name, func(t *testing.T) {
+			conformance(t, redis.Options{Addrs: []string{s.Addr}, BatchWindow: batch.window})
+		})
+	}
+}
+
+func TestConformanceSentinel(t *testing.T) {
+	s := redistest.Sentinel(t)
+	conformance(t, redis.Options{Topology: redis.Sentinel, Addrs: s.SentinelAddrs, MasterName: s.MasterName})
+}
+
 func TestConformanceCluster(t *testing.T) {
 	c := redistest.Cluster(t)
-	for _, batch := range []struct {
-		name   string
-		window int64
-	}{{"unbatched", 0}, {"batched", 100_000}} {
+	for _, batch := range batchings {
 		t.Run(batch.name, func(t *testing.T) {
-			backendtest.Run(t, func(t *testing.T) backends.Backend {
-				b, err := redis.New(redis.Options{Topology: redis.Cluster, Addrs: c.Addrs, ClientTime: true, BatchWindow: timeDuration(batch.window)})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return b
-			})
+			conformance(t, redis.Options{Topology: redis.Cluster, Addrs: c.Addrs, BatchWindow: batch.window})
 		})
 	}
 }
