@@ -1,6 +1,8 @@
 # make test   gofmt check, go vet, go test -race, a short run of every fuzz target
 # make build  builds bin/ratelimitd
 # make run    runs the server with the quickstart config
+# make proto  lints proto/ and regenerates its Go code (buf and the protoc
+#             plugins are pinned Go tool dependencies: go.mod's tool block)
 #
 # Everything runs from a fresh clone with nothing but Go installed;
 # ensure-deps installs what the tests need when it is missing.
@@ -9,7 +11,7 @@ GO        ?= go
 FUZZTIME  ?= 100000x
 BIN       ?= bin
 
-.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean
+.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean proto
 
 all: test
 
@@ -65,6 +67,11 @@ ensure-deps:
 
 build:
 	$(GO) build -o $(BIN)/ratelimitd ./cmd/ratelimitd
+	$(GO) build -o $(BIN)/ratelimitctl ./cmd/ratelimitctl
+
+proto:
+	$(GO) tool buf lint
+	$(GO) tool buf generate
 
 run:
 	$(GO) run ./cmd/ratelimitd
