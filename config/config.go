@@ -112,6 +112,13 @@ type Options struct {
 	TrailingWildcardsOnly bool
 }
 
+// Level is one descriptor level of a rule's path, as written in the
+// config: Value is "" for a key-only (default) level, and a pattern with
+// `*` for a wildcard level.
+type Level struct {
+	Key, Value string
+}
+
 // Rule is one compiled rate_limit of the config, or of a descriptor's
 // `limit` override (see OverrideRule). Rules are shared by every request
 // that matches them: treat them as read-only.
@@ -171,6 +178,26 @@ type Rule struct {
 	// for override rules.
 	File string
 	Line int
+	// Levels are the descriptor levels of the rule's path, from the top:
+	// the key and value of each, as written in the config. Nil for
+	// override rules.
+	Levels []Level
+	// Policy and Meter name the entry of the domain's policies that the
+	// rule's Limits come from (`policy:` and `meter:`, whose default is
+	// "requests"); both "" when the rule has its own rate_limit or
+	// rate_limits. Limits, Limit and the other single-limit fields hold
+	// the policy's limits either way.
+	Policy, Meter string
+	// MaxOverride is the ceiling of a runtime override of the rule
+	// (`max_override`): an override whose limit is Above it is refused.
+	// A fixed_window RuleLimit at least the rule's first limit (see
+	// Above); nil when the rule has none.
+	MaxOverride *RuleLimit
+	// ChargeAlways rules count their hits even when they are over the
+	// limit (`charge_always`): the hits are usage that already happened,
+	// such as the tokens of an LLM response reported at the end of the
+	// stream. The answer is still OVER_LIMIT when the limit is passed.
+	ChargeAlways bool
 
 	// share holds, per descriptor level, the share_threshold wildcard
 	// pattern that replaces the value in the bucket key, or "".

@@ -44,6 +44,27 @@ func (r *Rule) AppendKey(dst []byte, entries []Entry) []byte {
 // is the single rate_limit's, which keeps its bucket when a rate_limit
 // becomes the first of a list.
 func (r *Rule) AppendLimitKey(dst []byte, entries []Entry, i int) []byte {
+	if i >= 0 && i < len(r.Limits) {
+		return r.AppendLimitKeyFor(dst, entries, &r.Limits[i], i)
+	}
+	// A rule without that limit (unlimited, or built by hand): r.Limit,
+	// with the calendar zone of the last limit, if any.
+	l := RuleLimit{Limit: r.Limit}
+	if n := len(r.Limits); n > 0 {
+		l.Calendar = r.Limits[n-1].Calendar
+	}
+	return r.AppendLimitKeyFor(dst, entries, &l, i)
+}
+
+// AppendLimitKeyFor is AppendLimitKey for limit l, which need not be one
+// of r.Limits (a runtime override, a tier-scaled limit or a policy's
+// limit standing in for the rule's limit i): the same fields, with l's
+// algorithm, period and calendar zone, and i's index field as
+// AppendLimitKey writes it. So a limit that keeps the algorithm, period
+// and alignment of limit i keeps its bucket (ScaleLimit's result does),
+// and one that changes them starts a fresh one. l must not be nil. It
+// does not allocate when dst has room for the key.
+func (r *Rule) AppendLimitKeyFor(dst []byte, entries []Entry, l *RuleLimit, i int) []byte {
 	if t := r.tag - 1; t >= 0 && t < len(entries) {
 		dst = appendTag(dst, r.keyValue(entries, t))
 	}
@@ -53,16 +74,10 @@ func (r *Rule) AppendLimitKey(dst []byte, entries []Entry, i int) []byte {
 		dst = appendField(dst, e.Key)
 		dst = appendField(dst, r.keyValue(entries, i))
 	}
-	lim, cal := r.Limit, ""
-	if i < len(r.Limits) {
-		lim = r.Limits[i].Limit
-		if loc := r.Limits[i].Calendar; loc != nil {
-			cal = loc.String()
-		}
-	}
-	dst = appendField(dst, lim.Algorithm.String())
-	dst = appendIntField(dst, lim.Period)
-	if r.Limits != nil && r.Limits[min(i, len(r.Limits)-1)].Calendar != nil {
+	dst = appendField(dst, l.Limit.Algorithm.String())
+	dst = appendIntField(dst, l.Limit.Period)
+	if loc := l.Calendar; loc != nil {
+		cal := loc.String()
 		dst = strconv.AppendInt(dst, int64(len("calendar:")+len(cal)), 10)
 		dst = append(dst, ":calendar:"...)
 		dst = append(dst, cal...)

@@ -393,16 +393,22 @@ func (fp *fileParser) limit(path string, m *yaml.Node, n *limitNodes) (RuleLimit
 // duration reads an optional duration ("30s", "5m", "90m", "1h30m", or an
 // integer of seconds) as microseconds; absent and null are 0.
 func (fp *fileParser) duration(path, name string, n *yaml.Node) (int64, bool) {
+	return fp.durationUpTo(path, name, n, maxPeriod, fmt.Sprintf("%d years", maxPeriod/(365*algorithms.Day)))
+}
+
+// durationUpTo is duration with a bound of hi microseconds, written
+// hiText in messages.
+func (fp *fileParser) durationUpTo(path, name string, n *yaml.Node, hi int64, hiText string) (int64, bool) {
 	n = deref(n)
 	if isNull(n) {
 		return 0, true
 	}
 	if n.Kind == yaml.ScalarNode {
 		if n.Tag == "!!int" {
-			if s, err := strconv.ParseInt(n.Value, 10, 64); err == nil && s >= 0 && s <= maxPeriod/algorithms.Second {
+			if s, err := strconv.ParseInt(n.Value, 10, 64); err == nil && s >= 0 && s <= hi/algorithms.Second {
 				return s * algorithms.Second, true
 			}
-		} else if d, err := time.ParseDuration(n.Value); err == nil && d >= 0 && d.Microseconds() <= maxPeriod {
+		} else if d, err := time.ParseDuration(n.Value); err == nil && d >= 0 && d.Microseconds() <= hi {
 			if d%time.Microsecond != 0 {
 				fp.errorf(path, n, "%s %s is not a whole number of microseconds", name, n.Value)
 				return 0, false
@@ -414,7 +420,7 @@ func (fp *fileParser) duration(path, name string, n *yaml.Node) (int64, bool) {
 	if n.Kind == yaml.ScalarNode {
 		what = strconv.Quote(n.Value)
 	}
-	fp.errorf(path, n, "%s must be a duration such as 30s, 5m or 90m, at most %d years, found %s", name, maxPeriod/(365*algorithms.Day), what)
+	fp.errorf(path, n, "%s must be a duration such as 30s, 5m or 90m, at most %s, found %s", name, hiText, what)
 	return 0, false
 }
 

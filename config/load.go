@@ -14,11 +14,14 @@ import (
 // Config is a loaded, validated, compiled set of domains. The zero Config
 // (and a nil *Config) has no domains: Match returns nil for everything.
 type Config struct {
-	domains map[string]*node
-	names   []string // domain names, sorted
-	rules   []*Rule  // every rule: domains sorted, then config order
-	files   []string // file names in load order
-	hash    string
+	domains  map[string]*node
+	settings map[string]*Domain
+	// trailingOnly is Options.TrailingWildcardsOnly, for RulesWith.
+	trailingOnly bool
+	names        []string // domain names, sorted
+	rules        []*Rule  // every rule: domains sorted, then config order
+	files        []string // file names in load order
+	hash         string
 }
 
 // Error is one validation error: "file: domain.key=value.key: message".
@@ -116,12 +119,19 @@ func Parse(files []File, opts Options) (*Config, error) {
 	for _, f := range files {
 		p.parseFile(f)
 	}
+	p.finish()
 	if len(p.errs) > 0 {
 		return nil, p.errs
 	}
-	c := &Config{domains: make(map[string]*node, len(p.domains))}
+	c := &Config{
+		domains:      make(map[string]*node, len(p.domains)),
+		settings:     make(map[string]*Domain, len(p.domains)),
+		trailingOnly: opts.TrailingWildcardsOnly,
+	}
 	for name, d := range p.domains {
 		c.domains[name] = d.root
+		d.settings.rules = d.rules
+		c.settings[name] = d.settings
 		c.names = append(c.names, name)
 	}
 	slices.Sort(c.names)

@@ -32,6 +32,10 @@ type parser struct {
 	opts    Options
 	errs    Errors
 	domains map[string]*domainState
+	// states are every domain state in creation order: the live ones of
+	// domains, and the scratch ones of files whose domain cannot be used,
+	// whose own settings and descriptors are still checked.
+	states []*domainState
 }
 
 // domainState is one domain being built.
@@ -39,6 +43,29 @@ type domainState struct {
 	root  *node
 	file  string // first file that declared it
 	rules []*Rule
+
+	settings    *Domain
+	setIn       map[string]string // domain-level setting -> file that set it
+	tierKey     string            // the tiers key, when valid ("" for none)
+	idemKey     string            // the idempotency key, likewise
+	policyFile  map[string]string // policy name -> file that declared it
+	badPolicy   map[string]bool   // policies declared with errors
+	badPolicies bool              // policies not a mapping, or a bad name
+	uses        []keyUse          // every descriptor, for finish
+}
+
+// newState returns a new domain state, recorded in p.states.
+func (p *parser) newState(name, file string) *domainState {
+	st := &domainState{
+		root:       &node{},
+		file:       file,
+		settings:   &Domain{Name: name},
+		setIn:      map[string]string{},
+		policyFile: map[string]string{},
+		badPolicy:  map[string]bool{},
+	}
+	p.states = append(p.states, st)
+	return st
 }
 
 // fileParser parses one file.
@@ -46,6 +73,7 @@ type fileParser struct {
 	p      *parser
 	file   string
 	domain string
+	ds     *domainState  // the domain's state, live or scratch: settings and checks
 	count  int           // descriptors seen, against maxDescriptors
 	tags   []*tagSetting // the file's hash_tag settings, checked for use at the end
 	// entry prefixes every message while an entry of a rate_limits list is
@@ -68,6 +96,7 @@ type tagSetting struct {
 type inherited struct {
 	shares   []string    // share_threshold pattern per level, or ""
 	keys     []string    // entry key per level
+	levels   []Level     // key and value per level
 	toMetric bool        // value_to_metric at this level or above
 	tag      *tagSetting // the hash_tag in force, nil for none
 }
@@ -120,6 +149,7 @@ func (p *parser) parseFile(f File) {
 	}
 
 	var domainNode, descNode, tagNode *yaml.Node
+	var tiersNode, disabledNode, idemNode, policiesNode *yaml.Node
 	var unknown []*yaml.Node
 	fp.fields(root, "", func(k string, key, v *yaml.Node) {
 		switch k {
@@ -129,6 +159,14 @@ func (p *parser) parseFile(f File) {
 			descNode = v
 		case "hash_tag":
 			tagNode = v
+		case "tiers":
+			tiersNode = v
+		case "disabled":
+			disabledNode = v
+		case "idempotency":
+			idemNode = v
+		case "policies":
+			policiesNode = v
 		default:
 			unknown = append(unknown, key)
 		}
@@ -143,30 +181,31 @@ func (p *parser) parseFile(f File) {
 	fp.domain = domain
 	where := orWhere("", domain)
 	for _, k := range unknown {
-		fp.errorf(where, k, "unknown key %q (want domain, descriptors, hash_tag)", k.Value)
+		fp.errorf(where, k, "unknown key %q (want domain, descriptors, hash_tag, tiers, disabled, idempotency, policies)", k.Value)
 	}
 
 	// Pick the tree the descriptors go into. A domain that cannot be used
 	// (empty, or a duplicate without MergeDomains) is still walked, into a
 	// scratch tree, so that every error of the file is reported.
-	target, live := &node{}, false
+	var st *domainState // nil when the domain cannot be used
 	if fp.domain != "" {
 		if d, ok := p.domains[fp.domain]; ok {
 			if p.opts.MergeDomains {
-				target, live = d.root, true
+				st = d
 			} else {
 				fp.errorf(fp.domain, domainNode, "domain %q is already declared in %s; put its descriptors in one file or let files merge (ratelimitd -merge-domains, MERGE_DOMAIN_CONFIG=true)", fp.domain, d.file)
 			}
 		} else {
-			d := &domainState{root: &node{}, file: f.Name}
-			p.domains[fp.domain] = d
-			target, live = d.root, true
+			st = p.newState(fp.domain, f.Name)
+			p.domains[fp.domain] = st
 		}
 	}
-	var st *domainState
-	if live {
-		st = p.domains[fp.domain]
+	fp.ds = st
+	if st == nil {
+		fp.ds = p.newState(fp.domain, f.Name)
 	}
+	target := fp.ds.root
+	fp.domainSettings(fp.ds, where, tiersNode, disabledNode, idemNode, policiesNode)
 	var in inherited
 	if tagNode != nil {
 		in.tag = fp.hashTag(where, tagNode, true)
@@ -256,6 +295,7 @@ type descriptorFields struct {
 	rateLimits                               *yaml.Node
 	shadow, quota, detailed, toMetric, share *yaml.Node
 	metadata, hashTag                        *yaml.Node
+	policy, meter, maxOverride, chargeAlways *yaml.Node
 	unknown                                  []*yaml.Node
 
 	keyText, valueText                    string
@@ -333,6 +373,14 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			d.metadata = v
 		case "hash_tag":
 			d.hashTag = v
+		case "policy":
+			d.policy = v
+		case "meter":
+			d.meter = v
+		case "max_override":
+			d.maxOverride = v
+		case "charge_always":
+			d.chargeAlways = v
 		default:
 			d.unknown = append(d.unknown, key)
 		}
@@ -367,7 +415,7 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		valid = false
 	}
 	for _, k := range d.unknown {
-		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata, hash_tag)", k.Value)
+		fp.errorf(path, k, "unknown key %q (want key, value, rate_limit, rate_limits, descriptors, shadow_mode, quota_mode, detailed_metric, value_to_metric, share_threshold, metadata, hash_tag, policy, meter, max_override, charge_always)", k.Value)
 	}
 
 	d.shadowMode = fp.boolField(path, "shadow_mode", d.shadow)
@@ -396,6 +444,7 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		level[len(level)-1] = d.valueText
 	}
 	keys := append(in.keys[:len(in.keys):len(in.keys)], d.keyText)
+	levels := append(in.levels[:len(in.levels):len(in.levels)], Level{Key: d.keyText, Value: d.valueText})
 	tag := in.tag
 	if d.hashTag != nil {
 		tag = fp.hashTag(path, d.hashTag, false)
@@ -418,6 +467,13 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 	case hasList:
 		rule = fp.rateLimits(path, deref(d.rateLimits))
 	}
+	ref := fp.policyRule(path, &d, hasOne, hasList)
+	if ref != nil {
+		rule = ref.rule
+	}
+	if !fp.ruleExtras(path, &d, rule, ref, hasOne || hasList || present(d.policy)) {
+		rule = nil
+	}
 	if rule != nil {
 		rule.Domain = fp.domain
 		rule.Path = path
@@ -439,6 +495,10 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			rule.HashTag = tag.key
 			rule.tag = tagAt + 1
 		}
+		rule.Levels = levels
+	}
+	if d.keyText != "" {
+		fp.ds.uses = append(fp.ds.uses, keyUse{key: d.keyText, path: path, file: fp.file, node: d.key, ref: ref})
 	}
 
 	child := &node{rule: rule, file: fp.file, line: m.Line}
@@ -460,8 +520,121 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 		st = nil
 	}
 	if d.descriptors != nil {
-		fp.descriptors(st, child, path, stat, d.descriptors, inherited{shares: level, keys: keys, toMetric: d.valueToMetric, tag: tag}, depth+1)
+		fp.descriptors(st, child, path, stat, d.descriptors, inherited{shares: level, keys: keys, levels: levels, toMetric: d.valueToMetric, tag: tag}, depth+1)
 	}
+}
+
+// present reports whether an optional field is set and not null.
+func present(n *yaml.Node) bool { return n != nil && !isNull(deref(n)) }
+
+// policyRule reads a descriptor's policy and meter. It returns the rule
+// to resolve once every file is parsed (see parser.finish), or nil when
+// the descriptor has no policy or an error.
+func (fp *fileParser) policyRule(path string, d *descriptorFields, hasOne, hasList bool) *policyRef {
+	if !present(d.policy) {
+		if present(d.meter) {
+			fp.errorf(path, d.meter, "meter applies only with policy")
+		}
+		return nil
+	}
+	ok := true
+	name, isStr := scalarString(d.policy)
+	switch {
+	case !isStr:
+		fp.errorf(path, d.policy, "policy must be a string, found %s", kindName(d.policy))
+		ok = false
+	case name == "":
+		fp.errorf(path, d.policy, "policy is empty: name one of the domain's policies")
+		ok = false
+	}
+	meter := defaultMeter
+	if present(d.meter) {
+		m, isStr := scalarString(d.meter)
+		switch {
+		case !isStr:
+			fp.errorf(path, d.meter, "meter must be a string, found %s", kindName(d.meter))
+			ok = false
+		case m == "":
+			fp.errorf(path, d.meter, "meter is empty: name one of the policy's meters, or leave meter out for %s", defaultMeter)
+			ok = false
+		default:
+			meter = m
+		}
+	}
+	if hasOne {
+		fp.errorf(path, d.policy, "set policy or rate_limit, not both")
+	}
+	if hasList {
+		fp.errorf(path, d.policy, "set policy or rate_limits, not both")
+	}
+	if !ok || hasOne || hasList {
+		return nil
+	}
+	return &policyRef{rule: &Rule{Policy: name, Meter: meter}, policyNode: d.policy, meterNode: d.meter}
+}
+
+// ruleExtras reads a descriptor's max_override and charge_always into r
+// (nil when the descriptor has no usable rule; declared tells whether it
+// declares limits at all). A policy rule's extras are checked against
+// its limits by parser.finish, the others' here. It reports false on any
+// error.
+func (fp *fileParser) ruleExtras(path string, d *descriptorFields, r *Rule, ref *policyRef, declared bool) bool {
+	before := len(fp.p.errs)
+	var x ruleExtras
+	ca := fp.boolField(path, "charge_always", d.chargeAlways)
+	if ca {
+		x.chargeAlways = d.chargeAlways
+	}
+	var mo *RuleLimit
+	if present(d.maxOverride) {
+		mo = fp.maxOverride(path, deref(d.maxOverride))
+		x.maxOverride = d.maxOverride
+	}
+	switch {
+	case !declared:
+		if x.maxOverride != nil {
+			fp.errorf(path, x.maxOverride, "max_override needs a limit on the descriptor: rate_limit, rate_limits or policy")
+		}
+		if ca {
+			fp.errorf(path, x.chargeAlways, "charge_always needs a limit on the descriptor: rate_limit, rate_limits or policy")
+		}
+	case r == nil:
+	case ref != nil:
+		r.ChargeAlways, r.MaxOverride = ca, mo
+		ref.extras = x
+	default:
+		r.ChargeAlways, r.MaxOverride = ca, mo
+		checkExtras(r, x, func(n *yaml.Node, format string, args ...any) { fp.errorf(path, n, format, args...) })
+	}
+	return len(fp.p.errs) == before
+}
+
+// maxOverride parses a max_override mapping: a rate, as a limit's
+// requests_per_unit, unit, unit_multiplier and period. It returns nil
+// when the mapping has errors (they are reported).
+func (fp *fileParser) maxOverride(path string, m *yaml.Node) *RuleLimit {
+	if m.Kind != yaml.MappingNode {
+		fp.errorf(path, m, "max_override must be a mapping with requests_per_unit and unit, found %s", kindName(m))
+		return nil
+	}
+	var ln limitNodes
+	ok := true
+	fp.fields(m, path, func(k string, key, v *yaml.Node) {
+		switch k {
+		case "requests_per_unit", "unit", "unit_multiplier", "period":
+			ln.set(k, v)
+		default:
+			fp.errorf(path, key, "unknown key %q in max_override (want requests_per_unit, unit, unit_multiplier, period)", k)
+			ok = false
+		}
+	})
+	fp.entry = "max_override: "
+	l, lOK := fp.limit(path, m, &ln)
+	fp.entry = ""
+	if !ok || !lOK {
+		return nil
+	}
+	return &l
 }
 
 // rateLimit parses a rate_limit mapping. It returns nil when the mapping
