@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 )
@@ -100,6 +101,60 @@ type Backend interface {
 	Apply(ctx context.Context, now int64, mode Mode, reqs []Request, out []algorithms.Decision) error
 	// Close releases the backend's resources and stops its goroutines.
 	Close() error
+}
+
+// Resetter is implemented by backends that can forget buckets (the admin
+// API's reset). Find it with a type assertion on a Backend. The wrappers of
+// backends/resilient implement it whatever they wrap, and answer with an
+// error wrapping errors.ErrUnsupported when the backend they wrap does not.
+//
+// Implementations are safe for concurrent use.
+type Resetter interface {
+	// Reset removes the buckets named by keys, so that the next Apply on
+	// one of them starts from an empty bucket; it returns how many existed
+	// (a key named twice counts once). Reset is not atomic across keys:
+	// calls running meanwhile may see some keys reset and not others. It
+	// returns an error wrapping ErrUnavailable when the storage cannot
+	// answer within ctx; the count is then the keys known to be removed,
+	// and others may have been removed as well.
+	Reset(ctx context.Context, keys [][]byte) (int, error)
+}
+
+// Memo stores the answers of idempotent requests, so that a replay within a
+// TTL gets the first answer and consumes nothing. Its keys are a namespace
+// of their own: they never name a bucket. Find it with a type assertion on
+// a Backend; the wrappers of backends/resilient implement it whatever they
+// wrap, and answer with an error wrapping errors.ErrUnsupported when the
+// backend they wrap does not.
+//
+// Expiry follows the store's clock (the Redis server's, the memory
+// backend's Options.Now), not Apply's now. A bounded store (the memory
+// backend) may forget an entry before its TTL to make room.
+//
+// Implementations are safe for concurrent use, copy key and value if they
+// keep them, and return values the caller may modify. Errors wrap
+// ErrUnavailable when the storage cannot answer (ctx done, Redis down).
+type Memo interface {
+	// Recall returns the value stored under key; ok is false when there is
+	// none or it expired.
+	Recall(ctx context.Context, key []byte) (value []byte, ok bool, err error)
+	// Remember stores value under key for ttl unless a value is already
+	// stored there; it returns the value stored after the call: value
+	// itself, or the earlier one. Of concurrent calls on one key, one
+	// stores its value and the others return it. An expired value counts
+	// as none. ttl must be positive (a backend may round it up to
+	// its resolution, a millisecond for Redis); otherwise Remember fails
+	// with an error that does not wrap ErrUnavailable.
+	Remember(ctx context.Context, key, value []byte, ttl time.Duration) (stored []byte, err error)
+}
+
+// CheckTTL returns the error for a Remember ttl no backend can serve (not
+// positive). Backends wrap it with their own prefix.
+func CheckTTL(ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("ttl %v is not positive", ttl)
+	}
+	return nil
 }
 
 // CheckArgs returns the error for Apply arguments no backend can serve: an

@@ -5,6 +5,13 @@
 // Every scenario calls Apply at fixed instants passed explicitly (no clock,
 // no sleeping) and compares whole decisions, so a backend that computes
 // differently from algorithms.Decide fails.
+//
+// The optional capabilities backends.Resetter and backends.Memo have
+// scenarios of their own (extras.go), skipped with a message for a backend
+// that does not implement them. Memos expire on the backend's clock, not
+// at Apply's now: under RunClocked the suite sets that clock and checks
+// expiry at exact instants; under Run it waits for a short TTL to pass on
+// the real clock.
 package backendtest
 
 import (
@@ -16,7 +23,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ratelimitd/ratelimitd/algorithms"
 	"github.com/ratelimitd/ratelimitd/backends"
@@ -34,22 +43,54 @@ const Base = int64(4_102_444_800) * algorithms.Second
 // matter: every key the suite uses starts with a prefix unique to the run
 // and the subtest. Run closes each backend at the end of its subtest and
 // fails if Close returns an error; newBackend must not close it.
+//
+// The backend's memo store, if any, must run on the real clock (see
+// RunClocked for one whose clock can be set).
 func Run(t *testing.T, newBackend func(t *testing.T) backends.Backend) {
+	run(t, func(t *testing.T, c *Clock) backends.Backend { return newBackend(t) }, false)
+}
+
+// RunClocked is Run for a backend whose clock (the one its memos expire by;
+// the memory backend's Options.Now) the suite sets: newBackend gets a
+// Clock, new for each subtest, starting at Base, and must make the backend
+// read it. The memo scenarios then check expiry at exact instants.
+func RunClocked(t *testing.T, newBackend func(t *testing.T, c *Clock) backends.Backend) {
+	run(t, newBackend, true)
+}
+
+func run(t *testing.T, newBackend func(t *testing.T, c *Clock) backends.Backend, clocked bool) {
 	var nonce [8]byte
 	rand.Read(nonce[:])
 	prefix := "backendtest/" + hex.EncodeToString(nonce[:]) + "/"
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			b := newBackend(t)
+			var c *Clock
+			if clocked {
+				c = &Clock{}
+				c.ns.Store(time.UnixMicro(Base).UnixNano())
+			}
+			b := newBackend(t, c)
 			t.Cleanup(func() {
 				if err := b.Close(); err != nil {
 					t.Errorf("Close: %v", err)
 				}
 			})
-			sc.run(&h{t: t, b: b, prefix: prefix + t.Name() + "\x00"})
+			sc.run(&h{t: t, b: b, prefix: prefix + t.Name() + "\x00", clock: c})
 		})
 	}
 }
+
+// Clock is a clock the suite sets (see RunClocked). Its methods are safe
+// for concurrent use.
+type Clock struct {
+	ns atomic.Int64
+}
+
+// Now returns the clock's instant.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Advance moves the clock d forward.
+func (c *Clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 var scenarios = []struct {
 	name string
@@ -78,6 +119,14 @@ var scenarios = []struct {
 	{"Concurrency", concurrency},
 	{"CalendarWindows", calendarWindows},
 	{"MixedAlgorithms", mixedAlgorithms},
+	{"Reset", reset},
+	{"ResetKeys", resetKeys},
+	{"ResetCancelled", resetCancelled},
+	{"Memo", memo},
+	{"MemoExpiry", memoExpiry},
+	{"MemoKeys", memoKeys},
+	{"MemoConcurrent", memoConcurrent},
+	{"MemoCancelled", memoCancelled},
 }
 
 // h is one subtest's harness.
@@ -85,6 +134,7 @@ type h struct {
 	t      *testing.T
 	b      backends.Backend
 	prefix string
+	clock  *Clock // nil: the backend runs on the real clock
 }
 
 // key returns the bucket key for name, unique to the run and subtest.

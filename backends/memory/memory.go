@@ -22,8 +22,12 @@ package memory
 // whole again; a call naming more new keys than its shard has room for can
 // even evict a bucket it has just charged), so size MaxBuckets above the
 // working set and watch Stats().Evictions. A sweeper goroutine removes expired buckets every
-// SweepInterval, one shard at a time so calls on other shards go on; Close
-// stops it and waits for it.
+// SweepInterval, one shard at a time so calls on other shards go on, and
+// expired memos likewise (memo.go); Close stops it and waits for it.
+//
+// Reset (backends.Resetter) locks one key's shard at a time and deletes the
+// key. Memos (backends.Memo, memo.go) live in a store of their own, bounded
+// apart from the buckets, on the Options.Now clock.
 
 import (
 	"bytes"
@@ -44,6 +48,8 @@ const (
 	DefaultShards        = 64
 	DefaultMaxBuckets    = 1 << 20
 	DefaultSweepInterval = 10 * time.Second
+	// DefaultMemoMaxEntries bounds the memo store (backends.Memo).
+	DefaultMemoMaxEntries = 100000
 
 	maxShards = 1 << 16
 	// stackReqs is how many requests a call decides on a stack scratch;
@@ -66,9 +72,15 @@ type Options struct {
 	MaxBuckets int
 	// SweepInterval is how often expired buckets are removed; default 10s.
 	SweepInterval time.Duration
-	// Now is the clock the sweeper uses to find expired buckets; default
-	// time.Now. Apply never reads it: decisions use Apply's now.
+	// Now is the clock the sweeper uses to find expired buckets, Reset to
+	// tell them from live ones, and the memo store to expire memos;
+	// default time.Now. Apply never reads it: decisions use Apply's now.
 	Now func() time.Time
+	// MemoMaxEntries bounds the memos kept (backends.Memo); default
+	// 100000. A new memo in a full store first removes the expired memos
+	// among a small sample, else the sampled memo expiring first. It
+	// bounds the number of memos, not their size: the caller bounds that.
+	MemoMaxEntries int
 }
 
 // Stats is a snapshot of a Backend's occupancy, for metrics.
@@ -78,6 +90,10 @@ type Stats struct {
 	// Evictions counts live (unexpired) buckets dropped to make room for
 	// new keys since New. Expired buckets removed are not counted.
 	Evictions int64
+	// Memos is the number of memos held now (expired ones included until
+	// they are swept); MemoEvictions counts the live memos dropped to make
+	// room for new ones.
+	Memos, MemoEvictions int64
 }
 
 // Backend is the in-memory backends.Backend. Create it with New and stop it
@@ -88,6 +104,7 @@ type Backend struct {
 	mask      uint64
 	perShard  int
 	evictions atomic.Int64
+	memos     memoStore
 
 	now      func() time.Time
 	closed   atomic.Bool
@@ -96,7 +113,11 @@ type Backend struct {
 	done     chan struct{}
 }
 
-var _ backends.Backend = (*Backend)(nil)
+var (
+	_ backends.Backend  = (*Backend)(nil)
+	_ backends.Resetter = (*Backend)(nil)
+	_ backends.Memo     = (*Backend)(nil)
+)
 
 // shard is one locked map, padded to its own cache line.
 type shard struct {
@@ -149,6 +170,7 @@ func New(opts Options) *Backend {
 	for i := range b.shards {
 		b.shards[i].m = make(map[string]*bucket)
 	}
+	b.memos.init(opts.MemoMaxEntries)
 	go b.sweeper(interval)
 	return b
 }
@@ -354,7 +376,9 @@ func (b *Backend) sweeper(interval time.Duration) {
 		case <-b.stop:
 			return
 		case <-t.C:
-			b.sweep(b.now().UnixMicro())
+			now := b.now()
+			b.sweep(now.UnixMicro())
+			b.memos.sweep(now.UnixNano())
 		}
 	}
 }
@@ -377,7 +401,43 @@ func (b *Backend) sweep(now int64) int {
 	return removed
 }
 
-// Stats returns the current bucket count and the evictions so far.
+// Reset implements backends.Resetter: it deletes each key from its shard,
+// under the shard's lock, and counts the keys that held a bucket not yet
+// expired by the Options.Now clock. It does no I/O: it fails (wrapping
+// backends.ErrUnavailable) only when ctx is done or after Close.
+func (b *Backend) Reset(ctx context.Context, keys [][]byte) (int, error) {
+	if err := b.usable(ctx, "reset"); err != nil {
+		return 0, err
+	}
+	now := b.now().UnixMicro()
+	n := 0
+	for _, k := range keys {
+		sh := &b.shards[maphash.Bytes(b.seed, k)&b.mask]
+		sh.mu.Lock()
+		if v, ok := sh.m[string(k)]; ok {
+			delete(sh.m, string(k))
+			if v.expiry > now {
+				n++
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return n, nil
+}
+
+// usable returns the error of an operation op that cannot run: ctx done or
+// the backend closed.
+func (b *Backend) usable(ctx context.Context, op string) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memory: %s: %w: %w", op, backends.ErrUnavailable, err)
+	}
+	if b.closed.Load() {
+		return fmt.Errorf("memory: %s: backend closed: %w", op, backends.ErrUnavailable)
+	}
+	return nil
+}
+
+// Stats returns the current bucket and memo counts and the evictions so far.
 func (b *Backend) Stats() Stats {
 	var n int64
 	for i := range b.shards {
@@ -386,11 +446,11 @@ func (b *Backend) Stats() Stats {
 		n += int64(len(sh.m))
 		sh.mu.Unlock()
 	}
-	return Stats{Buckets: n, Evictions: b.evictions.Load()}
+	return Stats{Buckets: n, Evictions: b.evictions.Load(), Memos: b.memos.len(), MemoEvictions: b.memos.evictions.Load()}
 }
 
-// Close stops the sweeper and waits for it to return. Apply fails after
-// Close; Stats still works. Close may be called more than once.
+// Close stops the sweeper and waits for it to return. Apply, Reset, Recall
+// and Remember fail after Close; Stats still works. Close may be called more than once.
 func (b *Backend) Close() error {
 	b.stopOnce.Do(func() {
 		b.closed.Store(true)

@@ -34,7 +34,16 @@ func TestConformance(t *testing.T) {
 		{SweepInterval: time.Millisecond}, // a busy sweeper with the real clock
 	} {
 		t.Run(fmt.Sprintf("%+v", opts), func(t *testing.T) {
-			backendtest.Run(t, func(t *testing.T) backends.Backend { return New(opts) })
+			if opts.SweepInterval != 0 {
+				backendtest.Run(t, func(t *testing.T) backends.Backend { return New(opts) })
+				return
+			}
+			// The suite's clock, for memo expiry at exact instants.
+			backendtest.RunClocked(t, func(t *testing.T, c *backendtest.Clock) backends.Backend {
+				o := opts
+				o.Now = c.Now
+				return New(o)
+			})
 		})
 	}
 }

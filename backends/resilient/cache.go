@@ -23,6 +23,8 @@ package resilient
 //     that before enabling the cache;
 //   - the bucket's state is not dropped early in the store (a Redis FLUSH,
 //     an eviction, ratelimitctl reset): the cache keeps refusing until T.
+//     A Reset that passes through this cache drops the facts of its keys;
+//     one made through another replica is not seen here.
 //
 // T is computed from the local clock read before the call went out plus a
 // duration measured by the store, so it can only be early (by the round

@@ -12,6 +12,11 @@
 // learnt as a real one. The breaker sits next to the store so that it sees
 // only the store's own failures.
 //
+// Every wrapper also implements backends.Resetter and backends.Memo by
+// forwarding them to the backend it wraps (through the breaker, like
+// Apply), or failing with an error wrapping errors.ErrUnsupported when that
+// backend lacks them; see extras.go.
+//
 // Every wrapper is safe for concurrent use. Close closes the wrapped
 // backend (and anything else the wrapper owns, such as Fallback's local
 // backend) and stops the wrapper's goroutines.
