@@ -27,6 +27,9 @@ import (
 //	ratelimitd_config_info                     gauge      hash           1 for the config in use
 //	ratelimitd_backend_duration_seconds        histogram  -              Backend.Apply latency
 //	ratelimitd_backend_errors_total            counter    -              Backend.Apply failures (answered UNAVAILABLE)
+//	ratelimitd_idempotent_replays_total        counter    -              calls answered with a stored first answer (idempotency)
+//	ratelimitd_admin_changes_total             counter    action         admin API changes: set_override, delete_override, reset_buckets
+//	ratelimitd_overrides                       gauge      -              runtime overrides in force
 type metrics struct {
 	requests     *prometheus.CounterVec
 	byCode       map[string]prometheus.Counter
@@ -39,6 +42,9 @@ type metrics struct {
 	configInfo   *prometheus.GaugeVec
 	backendTime  prometheus.Histogram
 	backendErrs  prometheus.Counter
+	replays      prometheus.Counter
+	adminChanges *prometheus.CounterVec
+	overrides    prometheus.GaugeFunc
 }
 
 // ruleMetrics are one rule's series, resolved once per config load.
@@ -60,7 +66,8 @@ const (
 // overrideRuleLabel is the rule label of descriptor `limit` overrides.
 const overrideRuleLabel = "override"
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// overrides reports how many runtime overrides are in force.
+func newMetrics(reg prometheus.Registerer, overrides func() float64) (*metrics, error) {
 	rl := []string{"domain", "rule"}
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -104,9 +111,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ratelimitd_backend_errors_total",
 			Help: "Backend.Apply failures, answered UNAVAILABLE.",
 		}),
+		replays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ratelimitd_idempotent_replays_total",
+			Help: "Calls answered with the stored first answer of their idempotency key.",
+		}),
+		adminChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ratelimitd_admin_changes_total",
+			Help: "Admin API changes by action (set_override, delete_override, reset_buckets).",
+		}, []string{"action"}),
+		overrides: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ratelimitd_overrides",
+			Help: "Runtime overrides in force, as last read from the override store.",
+		}, overrides),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.decisions, m.overLimit, m.shadow, m.nearLimit,
-		m.globalShadow, m.configLoads, m.configInfo, m.backendTime, m.backendErrs} {
+		m.globalShadow, m.configLoads, m.configInfo, m.backendTime, m.backendErrs, m.replays, m.adminChanges, m.overrides} {
 		if err := reg.Register(c); err != nil {
 			return nil, errors.Join(errors.New("register metrics"), err)
 		}

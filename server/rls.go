@@ -4,7 +4,6 @@ import (
 	"context"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -16,6 +15,7 @@ import (
 	"github.com/ratelimitd/ratelimitd/algorithms"
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/config"
+	"github.com/ratelimitd/ratelimitd/overrides"
 )
 
 // Request bounds. A request beyond them is InvalidArgument: Envoy never
@@ -38,6 +38,7 @@ const (
 	kindUnlimited             // unlimited rule: OK, remaining 4294967295
 	kindCounted               // configured rule, decided by the backend
 	kindOverride              // descriptor `limit` override, decided by the backend
+	kindBlocked               // tier multiplier 0: OVER_LIMIT without a backend call
 )
 
 // scratch is the per-call working memory, pooled in Server.pool. Nothing in
@@ -57,7 +58,12 @@ type scratch struct {
 	reqs      []backends.Request
 	out       []algorithms.Decision
 	quotaViol []int
-	passed    []*config.Rule // counted rules not over their limit, for metadata
+	passed    []*config.Rule        // counted rules not over their limit, for metadata
+	ovr       []*overrides.Override // runtime override of the descriptor, or nil
+	mult      []float64             // tier multiplier of the descriptor
+	limits    []config.RuleLimit    // effective limits, one per request in reqs
+	limStart  []int                 // index of the descriptor's first limit in limits
+	memoKey   []byte
 }
 
 func (sc *scratch) reset(n int) {
@@ -68,6 +74,10 @@ func (sc *scratch) reset(n int) {
 	sc.hits = slices.Grow(sc.hits[:0], n)[:n]
 	sc.reqOf = slices.Grow(sc.reqOf[:0], n)[:n]
 	sc.reqN = slices.Grow(sc.reqN[:0], n)[:n]
+	sc.ovr = slices.Grow(sc.ovr[:0], n)[:n]
+	sc.mult = slices.Grow(sc.mult[:0], n)[:n]
+	sc.limStart = slices.Grow(sc.limStart[:0], n)[:n]
+	sc.limits = sc.limits[:0]
 	sc.replacing = sc.replacing[:0]
 	sc.keys = sc.keys[:0]
 	sc.keyEnd = sc.keyEnd[:0]
@@ -89,6 +99,8 @@ func (s *Server) release(sc *scratch) {
 	clear(sc.rules[:cap(sc.rules)])
 	clear(sc.replacing[:cap(sc.replacing)])
 	clear(sc.passed[:cap(sc.passed)])
+	clear(sc.ovr[:cap(sc.ovr)])
+	clear(sc.limits[:cap(sc.limits)])
 	for i := range sc.reqs {
 		sc.reqs[i].Key = nil
 	}
@@ -200,20 +212,52 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	domain := req.Domain
 	ds := req.Descriptors
 	n := len(ds)
+	dom := cfg.Domain(domain)
+	if dom != nil && dom.Disabled {
+		return disabledResponse(n), nil
+	}
+	var tiers *config.Tiers
+	var idem *config.Idempotency
+	if dom != nil {
+		tiers, idem = dom.Tiers, dom.Idempotency
+	}
+	var ovs *overrides.Set
+	if s.o.Overrides != nil {
+		ovs = s.o.Overrides()
+	}
 
 	sc := s.pool.Get().(*scratch)
 	defer s.release(sc)
 	sc.reset(n)
 
-	// 1. Match every descriptor (reference: constructLimitsToCheck).
+	// 1. Match every descriptor (reference: constructLimitsToCheck), with
+	// the tier and idempotency entries taken out first.
+	idemKey := ""
 	for i, desc := range ds {
+		tier := ""
 		for _, e := range desc.Entries {
+			switch {
+			case tiers != nil && e.Key == tiers.Key:
+				tier = e.Value
+				continue
+			case idem != nil && e.Key == idem.Key:
+				if idemKey == "" {
+					idemKey = e.Value
+				}
+				continue
+			}
 			sc.entries = append(sc.entries, config.Entry{Key: e.Key, Value: e.Value})
 		}
 		sc.entEnd = append(sc.entEnd, len(sc.entries))
 		ents := sc.descEntries(i)
 		sc.hits[i] = hitsOf(req.HitsAddend, desc)
-		sc.rules[i], sc.kinds[i] = nil, kindNone
+		sc.rules[i], sc.kinds[i], sc.ovr[i], sc.mult[i] = nil, kindNone, nil, 1
+		if tiers != nil {
+			sc.mult[i], _ = tiers.Multiplier(tier)
+		}
+		if len(ents) == 0 {
+			continue
+		}
 		if lim := desc.GetLimit(); lim != nil {
 			if !cfg.HasDomain(domain) {
 				continue
@@ -231,10 +275,22 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 		}
 		sc.rules[i] = r
 		sc.replacing = append(sc.replacing, r.Replaces...)
-		if r.Unlimited {
-			sc.kinds[i] = kindUnlimited
-		} else {
-			sc.kinds[i] = kindCounted
+		if ovs != nil {
+			sc.ovr[i] = ovs.Lookup(domain, ents)
+		}
+		sc.kinds[i] = kindCounted
+	}
+	// An idempotent replay gets the first answer and consumes nothing.
+	memo, _ := s.o.Backend.(backends.Memo)
+	var memoKey []byte
+	if idemKey != "" && memo != nil {
+		memoKey = appendMemoKey(sc.memoKey[:0], s.o.KeyPrefix, domain, idemKey)
+		sc.memoKey = memoKey
+		if resp, ok, err := s.recall(ctx, memo, memoKey); err != nil {
+			return nil, err
+		} else if ok {
+			s.m.replays.Inc()
+			return resp, nil
 		}
 	}
 	// 2. replaces: a counted rule whose name another matched rule of this
@@ -242,36 +298,68 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	// the reference, where they are no longer in limitsToCheck by then).
 	if len(sc.replacing) > 0 {
 		for i := range n {
-			if sc.kinds[i] == kindCounted && sc.rules[i].Name != "" && slices.Contains(sc.replacing, sc.rules[i].Name) {
+			if sc.kinds[i] == kindCounted && !sc.rules[i].Unlimited && sc.rules[i].Name != "" && slices.Contains(sc.replacing, sc.rules[i].Name) {
 				sc.kinds[i] = kindReplaced
 			}
 		}
 	}
-	// 3. One backend request per limit of each counted descriptor (a
-	// rule with rate_limits has several), keys in one buffer; all of them
-	// in one Apply. Calendar-aligned limits get their window at now.
+	// 3. The effective limits of each counted descriptor (override, policy,
+	// tier), then one backend request per limit, keys in one buffer; all
+	// of them in one Apply. Calendar-aligned limits get their window at
+	// now. A call whose every counted rule is charge_always is charged
+	// whatever the decisions.
 	now := s.now().UnixMicro()
+	mode := s.o.Mode
+	chargeAlways, counted, blocked := true, false, false
 	for i := range n {
 		sc.reqOf[i], sc.reqN[i] = -1, 0
-		if sc.kinds[i] != kindCounted && sc.kinds[i] != kindOverride {
+		r := sc.rules[i]
+		switch sc.kinds[i] {
+		case kindCounted:
+			var res resolution
+			start := len(sc.limits)
+			sc.limits, res = resolve(sc.limits, r, sc.ovr[i], dom, sc.mult[i])
+			switch res {
+			case resUnlimited:
+				sc.kinds[i] = kindUnlimited
+				continue
+			case resBlocked:
+				sc.kinds[i] = kindBlocked
+				blocked = blocked || !r.ShadowMode
+				continue
+			}
+			sc.limStart[i] = start
+		case kindOverride:
+			sc.limStart[i] = len(sc.limits)
+			sc.limits = append(sc.limits, r.Limits...)
+		default:
 			continue
 		}
-		r := sc.rules[i]
+		counted = true
+		chargeAlways = chargeAlways && r.ChargeAlways
+		lims := sc.limits[sc.limStart[i]:]
 		sc.reqOf[i] = len(sc.reqs)
-		sc.reqN[i] = max(len(r.Limits), 1)
-		for k := range sc.reqN[i] {
-			lim := r.Limit
-			if k < len(r.Limits) {
-				lim = r.Limits[k].At(now)
-			}
+		sc.reqN[i] = len(lims)
+		shadow := r.ShadowMode || r.QuotaMode || s.o.GlobalQuotaMode || s.o.GlobalShadowMode
+		for k := range lims {
 			sc.keys = append(sc.keys, s.o.KeyPrefix...)
-			sc.keys = r.AppendLimitKey(sc.keys, sc.descEntries(i), k)
+			sc.keys = r.AppendLimitKeyFor(sc.keys, sc.descEntries(i), &lims[k], k)
 			sc.keyEnd = append(sc.keyEnd, len(sc.keys))
 			sc.reqs = append(sc.reqs, backends.Request{
-				Limit:  lim,
+				Limit:  lims[k].At(now),
 				Hits:   sc.hits[i],
-				Shadow: r.ShadowMode || r.QuotaMode || s.o.GlobalQuotaMode || s.o.GlobalShadowMode,
+				Shadow: shadow,
 			})
+		}
+	}
+	if counted && chargeAlways {
+		mode = backends.ChargeAlways
+	}
+	if blocked && mode != backends.ChargeAlways {
+		// A blocked descriptor refuses the call without a bucket of its
+		// own: the others are only looked at, as a veto would leave them.
+		for j := range sc.reqs {
+			sc.reqs[j].Hits = 0
 		}
 	}
 	start := 0
@@ -281,11 +369,26 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	}
 	if len(sc.reqs) > 0 {
 		sc.out = slices.Grow(sc.out[:0], len(sc.reqs))[:len(sc.reqs)]
-		if err := s.apply(ctx, now, sc.reqs, sc.out); err != nil {
+		if err := s.apply(ctx, now, mode, sc.reqs, sc.out); err != nil {
 			return nil, err
 		}
 	}
-	return s.respond(sn, req, sc), nil
+	resp := s.respond(sn, req, sc, now)
+	if memoKey != nil {
+		return s.remember(ctx, memo, memoKey, resp, idem.TTL), nil
+	}
+	return resp, nil
+}
+
+// disabledResponse answers every descriptor of a disabled domain OK.
+func disabledResponse(n int) *rlsv3.RateLimitResponse {
+	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
+	ptrs := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
+	for i := range statuses {
+		statuses[i].Code = rlsv3.RateLimitResponse_OK
+		ptrs[i] = &statuses[i]
+	}
+	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: ptrs}
 }
 
 // mostRestrictive returns the index, among the n decisions from first,
@@ -315,16 +418,11 @@ func moreRestrictive(a, b algorithms.Decision) bool {
 }
 
 // apply calls the backend at now under the backend deadline.
-func (s *Server) apply(ctx context.Context, now int64, reqs []backends.Request, out []algorithms.Decision) error {
+func (s *Server) apply(ctx context.Context, now int64, mode backends.Mode, reqs []backends.Request, out []algorithms.Decision) error {
 	t0 := time.Now()
-	deadline := t0.Add(s.o.BackendTimeout)
-	actx := ctx
-	if d, ok := ctx.Deadline(); s.o.BackendTimeout > 0 && (!ok || d.After(deadline)) {
-		var cancel context.CancelFunc
-		actx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
-	err := s.o.Backend.Apply(actx, now, s.o.Mode, reqs, out)
+	actx, cancel := s.backendContext(ctx)
+	defer cancel()
+	err := s.o.Backend.Apply(actx, now, mode, reqs, out)
 	s.m.backendTime.Observe(time.Since(t0).Seconds())
 	if err != nil {
 		s.m.backendErrs.Inc()
@@ -334,20 +432,27 @@ func (s *Server) apply(ctx context.Context, now int64, reqs []backends.Request, 
 }
 
 // respond builds the response from the decisions, as envoyproxy/ratelimit's
-// shouldRateLimitWorker, and records the metrics.
-func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch) *rlsv3.RateLimitResponse {
+// shouldRateLimitWorker, and records the metrics. now is the call's instant
+// in microseconds.
+func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch, now int64) *rlsv3.RateLimitResponse {
 	n := len(req.Descriptors)
 	nc := len(sc.reqs)
+	nb := 0 // blocked descriptors: they get a current_limit too
+	for i := range n {
+		if sc.kinds[i] == kindBlocked {
+			nb++
+		}
+	}
 	// One allocation per kind of message, not one per descriptor.
 	statuses := make([]rlsv3.RateLimitResponse_DescriptorStatus, n)
 	ptrs := make([]*rlsv3.RateLimitResponse_DescriptorStatus, n)
 	var limits []rlsv3.RateLimitResponse_RateLimit
 	var durs []durationpb.Duration
 	var umults []wrapperspb.UInt32Value
-	if nc > 0 {
-		limits = make([]rlsv3.RateLimitResponse_RateLimit, nc)
+	if nc+nb > 0 {
+		limits = make([]rlsv3.RateLimitResponse_RateLimit, nc+nb)
 		durs = make([]durationpb.Duration, nc)
-		umults = make([]wrapperspb.UInt32Value, nc)
+		umults = make([]wrapperspb.UInt32Value, nc+nb)
 	}
 	resp := &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK, Statuses: ptrs}
 
@@ -357,6 +462,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 	minIdx := -1
 	minRemaining := uint32(math.MaxUint32)
 	quotaEnabled := false
+	blocked := nc
 
 	for i := range n {
 		st := &statuses[i]
@@ -367,6 +473,26 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 			continue
 		case kindUnlimited:
 			st.LimitRemaining = math.MaxUint32
+			continue
+		case kindBlocked:
+			// A tier multiplier of 0: refused, with a limit of 0.
+			r := sc.rules[i]
+			l := baseLimit(r)
+			l.RequestsPerUnit = 0
+			cl := &limits[blocked]
+			setCurrentLimit(cl, &l, &umults[blocked])
+			blocked++
+			st.CurrentLimit = cl
+			rm := s.m.ruleMetrics(sn, req.Domain, r, false)
+			rm.decisions.Inc()
+			rm.overLimit.Inc()
+			if r.ShadowMode {
+				rm.shadow.Inc()
+				continue
+			}
+			st.Code = rlsv3.RateLimitResponse_OVER_LIMIT
+			resp.OverallCode = rlsv3.RateLimitResponse_OVER_LIMIT
+			minIdx, minRemaining = i, 0
 			continue
 		}
 		r := sc.rules[i]
@@ -380,15 +506,8 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 		}
 
 		cl := &limits[j]
-		rate := r.Limit.Rate
-		if k := j - sc.reqOf[i]; k < len(r.Limits) {
-			setCurrentLimit(cl, &r.Limits[k], &umults[j])
-			rate = r.Limits[k].Limit.Rate
-		} else {
-			cl.RequestsPerUnit = r.RequestsPerUnit
-			cl.Unit = rlsv3.RateLimitResponse_RateLimit_Unit(r.Unit)
-			cl.Name = r.Name
-		}
+		setCurrentLimit(cl, &sc.limits[j], &umults[j])
+		rate := sc.limits[j].Limit.Rate
 		st.CurrentLimit = cl
 		st.LimitRemaining = clampUint32(d.Remaining)
 		du := &durs[j]
@@ -429,23 +548,54 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch)
 		}
 	}
 
-	if s.o.ResponseHeaders && minIdx >= 0 {
-		st := &statuses[minIdx]
-		reset := durs[mostRestrictive(sc.out, sc.reqOf[minIdx], sc.reqN[minIdx])].Seconds
-		resp.ResponseHeadersToAdd = []*corev3.HeaderValue{
-			{Key: s.o.HeaderLimit, Value: strconv.FormatUint(uint64(st.CurrentLimit.RequestsPerUnit), 10)},
-			{Key: s.o.HeaderRemaining, Value: strconv.FormatUint(uint64(st.LimitRemaining), 10)},
-			{Key: s.o.HeaderReset, Value: strconv.FormatInt(reset, 10)},
-		}
-	}
 	if resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT && s.o.GlobalShadowMode {
 		resp.OverallCode = rlsv3.RateLimitResponse_OK
 		s.m.globalShadow.Inc()
+	}
+	if minIdx >= 0 && (s.ro.Style != HeadersOff || (s.ro.Body != BodyOff && resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT)) {
+		v := s.view(sc, minIdx, statuses[minIdx].Code == rlsv3.RateLimitResponse_OVER_LIMIT && resp.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT)
+		if s.ro.Style != HeadersOff {
+			resp.ResponseHeadersToAdd = appendClientHeaders(nil, &s.ro, &v, time.UnixMicro(now))
+		}
+		if v.Over && s.ro.Body != BodyOff {
+			body, ctype := overLimitBody(&s.ro, &v)
+			if body != nil {
+				resp.RawBody = body
+				resp.ResponseHeadersToAdd = append(resp.ResponseHeadersToAdd, &corev3.HeaderValue{Key: "Content-Type", Value: ctype})
+			}
+		}
 	}
 	if s.o.DynamicMetadata {
 		resp.DynamicMetadata = dynamicMetadata(req, sc.passed, sc.quotaViol, quotaEnabled)
 	}
 	return resp
+}
+
+// view describes descriptor i for the headers and the body: its most
+// restrictive limit and decision.
+func (s *Server) view(sc *scratch, i int, over bool) limitView {
+	r := sc.rules[i]
+	if sc.kinds[i] == kindBlocked {
+		l := baseLimit(r)
+		l.RequestsPerUnit, l.Limit.Rate = 0, 0
+		return limitView{Policy: policyName(r, &l), Limit: l, Decision: algorithms.Decision{RetryAfter: -1}, Over: over}
+	}
+	j := mostRestrictive(sc.out, sc.reqOf[i], sc.reqN[i])
+	return limitView{Policy: policyName(r, &sc.limits[j]), Limit: sc.limits[j], Decision: sc.out[j], Over: over}
+}
+
+// policyName names a limit in headers and bodies: the limit's name, the
+// rule's policy, the rule's name, or its stat key.
+func policyName(r *config.Rule, l *config.RuleLimit) string {
+	switch {
+	case l.Name != "":
+		return l.Name
+	case r.Policy != "":
+		return r.Policy
+	case r.Name != "":
+		return r.Name
+	}
+	return r.StatKey
 }
 
 // setCurrentLimit describes limit l in Envoy's terms in cl: its rate per

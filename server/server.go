@@ -33,6 +33,7 @@ import (
 
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/config"
+	"github.com/ratelimitd/ratelimitd/overrides"
 )
 
 // Default header names, as envoyproxy/ratelimit's RATE_LIMIT_RESPONSE_HEADERS.
@@ -81,6 +82,23 @@ type Options struct {
 	// Header names; defaults DefaultHeaderLimit, DefaultHeaderRemaining,
 	// DefaultHeaderReset.
 	HeaderLimit, HeaderRemaining, HeaderReset string
+	// HeaderStyle says which rate-limit headers answers carry, from the
+	// descriptor closest to its limit, on allowed answers too. HeadersOff
+	// with ResponseHeaders set means HeadersReference.
+	HeaderStyle HeaderStyle
+	// ResetUnix makes the draft03 X-RateLimit-Reset a Unix time in seconds
+	// instead of the seconds until the reset.
+	ResetUnix bool
+	// Body is the format of the raw_body of OVER_LIMIT answers, sent with
+	// its Content-Type header; BodyOff sends none.
+	Body BodyFormat
+	// ProblemType is the "type" of problem+json bodies; default
+	// DefaultProblemType.
+	ProblemType string
+	// Overrides, when set, returns the runtime overrides in force (the
+	// admin API's); called once per request, it must be cheap (an atomic
+	// load) and never return a Set that changes.
+	Overrides func() *overrides.Set
 	// DynamicMetadata fills dynamic_metadata as envoyproxy/ratelimit's
 	// RESPONSE_DYNAMIC_METADATA.
 	DynamicMetadata bool
@@ -106,13 +124,15 @@ type Options struct {
 // /readyz.
 type Server struct {
 	o       Options
+	ro      responseOptions
 	now     func() time.Time
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	m       *metrics
 	health  *health.Server
 	snap    atomic.Pointer[snapshot]
-	pool    sync.Pool // of *scratch
+	loads   atomic.Int64 // configs set, for the config version
+	pool    sync.Pool    // of *scratch
 	hmu     sync.Mutex
 	serving bool // guarded by hmu
 }
@@ -121,6 +141,8 @@ type Server struct {
 // hot path looks metric series up by rule pointer without building labels.
 type snapshot struct {
 	cfg       *config.Config
+	version   int64     // 1 for the first config, +1 per load
+	loadedAt  time.Time // when SetConfig was called
 	rules     map[*config.Rule]*ruleMetrics
 	overrides map[string]*ruleMetrics // by domain
 }
@@ -153,12 +175,30 @@ func New(o Options) (*Server, error) {
 		o.Registry = prometheus.NewRegistry()
 		o.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	m, err := newMetrics(o.Registry)
+	overridesLen := func() float64 {
+		if o.Overrides == nil {
+			return 0
+		}
+		return float64(o.Overrides().Len())
+	}
+	m, err := newMetrics(o.Registry, overridesLen)
 	if err != nil {
 		return nil, fmt.Errorf("server: new: %w", err)
 	}
+	if o.ResponseHeaders && o.HeaderStyle == HeadersOff {
+		o.HeaderStyle = HeadersReference
+	}
 	s := &Server{
-		o:      o,
+		o: o,
+		ro: responseOptions{
+			Style:           o.HeaderStyle,
+			ResetUnix:       o.ResetUnix,
+			Body:            o.Body,
+			ProblemType:     o.ProblemType,
+			HeaderLimit:     o.HeaderLimit,
+			HeaderRemaining: o.HeaderRemaining,
+			HeaderReset:     o.HeaderReset,
+		},
 		now:    o.Now,
 		log:    o.Logger,
 		reg:    o.Registry,
@@ -177,7 +217,10 @@ func (s *Server) SetConfig(c *config.Config) {
 	if c == nil {
 		return
 	}
-	s.snap.Store(s.m.snapshot(c))
+	sn := s.m.snapshot(c)
+	sn.version = s.loads.Add(1)
+	sn.loadedAt = s.now()
+	s.snap.Store(sn)
 	s.m.configLoads.WithLabelValues("success").Inc()
 	s.m.configInfo.Reset()
 	s.m.configInfo.WithLabelValues(c.Hash()).Set(1)
