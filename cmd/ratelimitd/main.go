@@ -39,6 +39,7 @@ import (
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/backends/memory"
 	"github.com/ratelimitd/ratelimitd/config"
+	"github.com/ratelimitd/ratelimitd/overrides"
 	"github.com/ratelimitd/ratelimitd/server"
 )
 
@@ -92,11 +93,20 @@ func newLogger(s settings, w io.Writer) *slog.Logger {
 func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	backend, ready, err := newBackend(s, reg, log)
+	backend, ready, store, err := newBackend(s, reg, log)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
+	tokens, err := adminTokens(s)
+	if err != nil {
+		return err
+	}
+	ovWatcher, err := startOverrides(ctx, s, store, log)
+	if err != nil {
+		return err
+	}
+	defer ovWatcher.Close()
 	timeout := s.backendTimeout
 	if s.backend == "memory" {
 		timeout = -1 // no I/O to bound: a deadline could only fail calls on a busy CPU
@@ -123,6 +133,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		HeaderRemaining:  s.headerRemaining,
 		HeaderReset:      s.headerReset,
 		DynamicMetadata:  s.dynamicMetadata,
+		HeaderStyle:      s.headerStyle,
+		ResetUnix:        s.headerResetUnix,
+		Body:             s.overLimitBody,
+		ProblemType:      s.problemType,
+		Overrides:        ovWatcher.Current,
 		Registry:         reg,
 		Logger:           log,
 	})
@@ -185,6 +200,31 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	}
 	gs := grpc.NewServer(grpcOpts...)
 	srv.Register(gs)
+	admin, err := srv.NewAdmin(server.AdminOptions{Tokens: tokens, Store: store, Watcher: ovWatcher})
+	if err != nil {
+		grpcLis.Close()
+		httpLis.Close()
+		return err
+	}
+	// The admin API is on the gRPC listener, or on its own.
+	var adminGS *grpc.Server
+	var adminLis net.Listener
+	if s.adminAddr == "" {
+		admin.Register(gs)
+	} else {
+		if adminGS, err = adminServer(s); err == nil {
+			adminLis, err = listenAdmin(s)
+		}
+		if err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			return err
+		}
+		admin.Register(adminGS)
+	}
+	if len(tokens) > 0 {
+		log.Info("admin API on", "addr", cmpOr(s.adminAddr, grpcLis.Addr().String()), "tokens", len(tokens), "tls", s.adminTLSCert != "", "mtls", s.adminClientCA != "", "overrides", overrideStoreName(s))
+	}
 	hs := &http.Server{
 		Handler:           srv.HTTPHandler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -194,8 +234,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 
 	// Both Serve goroutines are owned here: they return after the drain
 	// below, and serve waits for both before it returns.
-	served := make(chan error, 2)
+	served := make(chan error, 3)
+	running := 2 // Serve calls not yet returned
 	go func() { served <- gs.Serve(grpcLis) }()
+	if adminGS != nil {
+		running++
+		go func() { served <- adminGS.Serve(adminLis) }()
+	}
 	go func() {
 		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
 			served <- err
@@ -216,7 +261,6 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		"backend", s.backend, "charge_mode", s.chargeMode.String(), "on_backend_failure", s.onFailure.String())
 
 	var failed error
-	running := 2 // Serve calls not yet returned
 loop:
 	for {
 		select {
@@ -236,6 +280,9 @@ loop:
 	srv.SetServing(false)
 	log.Info("draining", "timeout", s.drainTimeout.String())
 	stopWatch()
+	if adminGS != nil {
+		adminGS.Stop() // admin calls are short; nothing to drain
+	}
 	drain(gs, hs, s.drainTimeout, log)
 	for ; running > 0; running-- {
 		if err := <-served; err != nil && failed == nil {
@@ -271,14 +318,24 @@ func drain(gs *grpc.Server, hs *http.Server, timeout time.Duration, log *slog.Lo
 // newBackend builds the backend named by s and registers its metrics on
 // reg. It also returns the backend's readiness check, or nil when it has
 // none (memory). It never waits for a remote store.
-func newBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backends.Backend, func(context.Context) error, error) {
+//
+// It also returns the store of the admin API's overrides: a file for the
+// memory backend, a hash in the same Redis for the redis backend.
+func newBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backends.Backend, func(context.Context) error, overrides.Store, error) {
 	switch s.backend {
 	case "memory":
-		return newMemoryBackend(s, reg), nil, nil
+		return newMemoryBackend(s, reg), nil, overrides.NewFileStore(s.overridesFile), nil
 	case "redis":
 		return newRedisBackend(s, reg, log)
 	}
-	return nil, nil, fmt.Errorf("unknown backend %q", s.backend)
+	return nil, nil, nil, fmt.Errorf("unknown backend %q", s.backend)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // newMemoryBackend builds the memory backend and registers its occupancy

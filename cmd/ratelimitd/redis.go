@@ -12,6 +12,7 @@ import (
 	"github.com/ratelimitd/ratelimitd/backends/memory"
 	"github.com/ratelimitd/ratelimitd/backends/redis"
 	"github.com/ratelimitd/ratelimitd/backends/resilient"
+	"github.com/ratelimitd/ratelimitd/overrides"
 )
 
 // Readiness of the Redis backend: a PING under readyTimeout, its outcome
@@ -27,7 +28,7 @@ const (
 // their metrics on reg, and returns it with its readiness check. It does
 // not wait for Redis: ratelimitd serves (and answers UNAVAILABLE, or the
 // fallback's answer) until Redis answers.
-func newRedisBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backends.Backend, func(context.Context) error, error) {
+func newRedisBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backends.Backend, func(context.Context) error, overrides.Store, error) {
 	r := s.redis
 	rb, err := redis.New(redis.Options{
 		Topology:         r.topology,
@@ -47,7 +48,7 @@ func newRedisBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (b
 		BatchMax:         r.batchMax,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ready := &readiness{what: "redis", check: rb.Ping, ttl: readyTTL, timeout: readyTimeout, now: time.Now, log: log}
 	registerRedisMetrics(reg, rb, ready)
@@ -75,12 +76,12 @@ func newRedisBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (b
 		f, err := resilient.NewFallback(b, o)
 		if err != nil {
 			b.Close()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		registerFallbackMetrics(reg, f)
 		b = f
 	}
-	return b, ready.Ready, nil
+	return b, ready.Ready, rb.OverrideStore(s.keyPrefix + s.overridesKey), nil
 }
 
 func registerBreakerMetrics(reg prometheus.Registerer, br *resilient.Breaker) {

@@ -15,6 +15,7 @@ import (
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/backends/resilient"
 	"github.com/ratelimitd/ratelimitd/config"
+	"github.com/ratelimitd/ratelimitd/server"
 )
 
 // envPrefix starts the environment fallback of every flag:
@@ -61,6 +62,20 @@ type settings struct {
 	headerRemaining  string
 	headerReset      string
 	dynamicMetadata  bool
+	headerStyle      server.HeaderStyle
+	headerResetUnix  bool
+	overLimitBody    server.BodyFormat
+	problemType      string
+
+	// The admin API and runtime overrides.
+	adminTokenFile string
+	adminAddr      string
+	adminTLSCert   string
+	adminTLSKey    string
+	adminClientCA  string
+	overridesFile  string
+	overridesKey   string
+	overridesPoll  time.Duration
 
 	maxConnectionAge      time.Duration
 	maxConnectionAgeGrace time.Duration
@@ -163,6 +178,19 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.StringVar(&s.headerRemaining, "header-remaining", "RateLimit-Remaining", "`name` of the remaining response header")
 	fs.StringVar(&s.headerReset, "header-reset", "RateLimit-Reset", "`name` of the reset response header")
 	fs.BoolVar(&s.dynamicMetadata, "dynamic-metadata", false, "return the request's descriptors as dynamic metadata")
+	headerStyle := fs.String("header-style", "", "rate-limit headers on every answer, from the descriptor closest to its limit: off, reference (-header-limit/-remaining/-reset names, as -response-headers), draft03 (X-RateLimit-*), ietf (RateLimit-Policy and RateLimit) or both (draft03 and ietf); draft03, ietf and both add Retry-After to over-limit answers (default off, or reference with -response-headers)")
+	fs.BoolVar(&s.headerResetUnix, "header-reset-unix", false, "make the draft03 X-RateLimit-Reset the Unix time of the reset instead of the seconds until it")
+	body := fs.String("over-limit-body", "off", "raw_body of over-limit answers, with its Content-Type: off, problem+json (RFC 9457) or json ({\"error\": {...}})")
+	fs.StringVar(&s.problemType, "problem-type", server.DefaultProblemType, "`URI` in the type field of problem+json bodies")
+
+	fs.StringVar(&s.adminTokenFile, "admin-token-file", "", "`file` of bearer tokens for the admin API (one per line, optionally \"name token\"); the admin API is off without it")
+	fs.StringVar(&s.adminAddr, "admin-addr", "", "`address` of a listener of its own for the admin API (default: served on -grpc-addr)")
+	fs.StringVar(&s.adminTLSCert, "admin-tls-cert", "", "PEM certificate `file` of the admin listener (with -admin-tls-key; needs -admin-addr)")
+	fs.StringVar(&s.adminTLSKey, "admin-tls-key", "", "PEM key `file` of the admin listener")
+	fs.StringVar(&s.adminClientCA, "admin-client-ca", "", "PEM `file` of the CAs whose client certificates the admin listener requires (mTLS)")
+	fs.StringVar(&s.overridesFile, "overrides-file", "ratelimitd-overrides.json", "`file` keeping the admin API's overrides with the memory backend, written atomically")
+	fs.StringVar(&s.overridesKey, "overrides-key", "ratelimitd:{overrides}", "Redis hash `key` keeping the admin API's overrides with the redis backend (after -key-prefix)")
+	fs.DurationVar(&s.overridesPoll, "overrides-poll", 250*time.Millisecond, "how often every replica checks the override store for changes")
 
 	fs.DurationVar(&s.maxConnectionAge, "max-connection-age", time.Hour, "close gRPC connections after this `time` (with a jitter) so clients rebalance across replicas; 0 never")
 	fs.DurationVar(&s.maxConnectionAgeGrace, "max-connection-age-grace", 10*time.Second, "`time` a connection closed for its age gets to finish its calls")
@@ -221,6 +249,26 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 
 	if s.chargeMode, err = backends.ParseMode(*mode); err != nil {
 		return s, err
+	}
+	if *headerStyle != "" {
+		if s.headerStyle, err = server.ParseHeaderStyle(*headerStyle); err != nil {
+			return s, fmt.Errorf("-header-style: %w", err)
+		}
+	}
+	if s.overLimitBody, err = server.ParseBodyFormat(*body); err != nil {
+		return s, fmt.Errorf("-over-limit-body: %w", err)
+	}
+	if (s.adminTLSCert == "") != (s.adminTLSKey == "") {
+		return s, errors.New("-admin-tls-cert and -admin-tls-key go together")
+	}
+	if (s.adminTLSCert != "" || s.adminClientCA != "") && s.adminAddr == "" {
+		return s, errors.New("-admin-tls-cert and -admin-client-ca need -admin-addr: TLS is for the admin API's own listener")
+	}
+	if s.adminClientCA != "" && s.adminTLSCert == "" {
+		return s, errors.New("-admin-client-ca needs -admin-tls-cert and -admin-tls-key")
+	}
+	if s.overridesPoll <= 0 || s.overridesPoll > time.Second {
+		return s, fmt.Errorf("-overrides-poll must be from 1ms to 1s (every replica sees a change within it), not %s", s.overridesPoll)
 	}
 	if s.logFormat != "text" && s.logFormat != "json" {
 		return s, fmt.Errorf("unknown log format %q (want text or json)", s.logFormat)
