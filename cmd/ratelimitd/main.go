@@ -223,7 +223,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		admin.Register(adminGS)
 	}
 	if len(tokens) > 0 {
-		log.Info("admin API on", "addr", cmpOr(s.adminAddr, grpcLis.Addr().String()), "tokens", len(tokens), "tls", s.adminTLSCert != "", "mtls", s.adminClientCA != "", "overrides", overrideStoreName(s))
+		addr := grpcLis.Addr().String()
+		if adminLis != nil {
+			addr = adminLis.Addr().String()
+		}
+		log.Info("admin API on", "addr", addr, "tokens", len(tokens), "tls", s.adminTLSCert != "", "mtls", s.adminClientCA != "", "overrides", overrideStoreName(s))
 	}
 	hs := &http.Server{
 		Handler:           srv.HTTPHandler(),
@@ -331,12 +335,6 @@ func newBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backen
 	return nil, nil, nil, fmt.Errorf("unknown backend %q", s.backend)
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
 
 // newMemoryBackend builds the memory backend and registers its occupancy
 // metrics on reg.
