@@ -104,7 +104,6 @@ var invalidFixtures = map[string][]string{
 	"max_override_below":               {`test.k: max_override 400 per minute is below the rule's own limit 500 per minute`},
 	"max_override_below_policy":        {`test.org: max_override 16 per minute is below the rule's own limit 1000 per hour`},
 	"max_override_without_limit":       {`test.k: max_override needs a limit on the descriptor: rate_limit, rate_limits or policy`},
-	"max_override_unlimited":           {`test.k: max_override does not apply to an unlimited rule`},
 	"max_override_concurrency":         {`test.k: max_override does not apply to algorithm concurrency: it caps a rate, not max_in_flight`},
 	"max_override_limit_error":         {`test.k: max_override: unit is missing: want one of second, minute, hour, day, week, month, year`},
 	"charge_always_not_a_bool":         {`test.k: charge_always must be true or false, found "sometimes"`},

@@ -543,8 +543,8 @@ func checkExtras(r *Rule, x ruleExtras, report func(n *yaml.Node, format string,
 	if x.maxOverride != nil {
 		switch {
 		case r.Unlimited:
-			report(x.maxOverride, "max_override does not apply to an unlimited rule")
-			r.MaxOverride = nil
+			// Unlimited until an operator sets a limit, which the
+			// ceiling caps.
 		case r.Limits[0].Limit.Algorithm == algorithms.Concurrency:
 			report(x.maxOverride, "max_override does not apply to algorithm concurrency: it caps a rate, not max_in_flight")
 			r.MaxOverride = nil

@@ -202,7 +202,7 @@ func (a *Admin) SetOverride(ctx context.Context, req *adminv1.SetOverrideRequest
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	o.Author = who
-	o.Updated = time.Now().UTC().Truncate(time.Millisecond)
+	o.Updated = a.s.now().UTC().Truncate(time.Millisecond)
 	b, err := overrides.Marshal(o)
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())

@@ -285,3 +285,21 @@ func TestOverLimitBodies(t *testing.T) {
 		t.Errorf("allowed answer has a body: %s", ok.RawBody)
 	}
 }
+
+func TestIdempotencyKeyWithOtherDescriptors(t *testing.T) {
+	e := policyEnv(t, Options{})
+	first := call(t, e, rq("api", desc("api_key", "k", "idempotency_key", "req-1")))
+	// The stream-end call of the same request reuses the key with another
+	// descriptor: decided on its own, not answered with the first answer.
+	tokens := call(t, e, rq("api", withHits(desc("vk", "v", "meter", "tokens", "idempotency_key", "req-1"), 30)))
+	if got := tokens.Statuses[0].LimitRemaining; got != 70 {
+		t.Errorf("tokens call: remaining %d, want 70", got)
+	}
+	again := call(t, e, rq("api", withHits(desc("vk", "v", "meter", "tokens", "idempotency_key", "req-1"), 30)))
+	if got := again.Statuses[0].LimitRemaining; got != 70 {
+		t.Errorf("its replay: remaining %d, want 70 (the first answer)", got)
+	}
+	if first.Statuses[0].LimitRemaining != 3 {
+		t.Errorf("first: %v", first)
+	}
+}

@@ -7,6 +7,13 @@ package server
 // nothing. The entry is taken out of its descriptor before matching, so it
 // never becomes part of a bucket key.
 //
+// The stored answer is the answer to one request: the memo key holds a
+// digest of the request's content (hits, every descriptor's entries but
+// the idempotency entry, hits_addend, is_negative_hits, limit), so a call
+// that reuses the key with other descriptors (Envoy's stream-end call of
+// the same request, counting tokens) is decided on its own, and a replay
+// never gets an answer whose statuses do not fit its descriptors.
+//
 // Two first calls with one key that race each other both consume; the
 // later one's answer is replaced by the one stored first, so every caller
 // sees one answer. The memo costs a second backend round trip, for calls
@@ -14,7 +21,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"strconv"
 	"time"
 
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -23,13 +33,46 @@ import (
 	"github.com/ratelimitd/ratelimitd/backends"
 )
 
-// appendMemoKey appends the memo key of an idempotency key in domain:
-// length-prefixed like bucket keys, after the key prefix and "idem".
-func appendMemoKey(dst []byte, prefix, domain, key string) []byte {
+// appendMemoKey appends the memo key of an idempotency key in domain for
+// req: length-prefixed like bucket keys, after the key prefix and "idem",
+// then the hex SHA-256 of the request's content without the entries named
+// idemKey.
+func appendMemoKey(dst []byte, prefix, domain, key string, req *rlsv3.RateLimitRequest, idemKey string) []byte {
 	dst = append(dst, prefix...)
 	dst = appendLP(dst, "idem")
 	dst = appendLP(dst, domain)
-	return appendLP(dst, key)
+	dst = appendLP(dst, key)
+	h := sha256.New()
+	var buf []byte
+	buf = strconv.AppendUint(buf, uint64(req.HitsAddend), 10)
+	for _, d := range req.Descriptors {
+		buf = append(buf, "|d"...)
+		for _, e := range d.Entries {
+			if e.Key == idemKey {
+				continue
+			}
+			buf = appendLP(buf, e.Key)
+			buf = appendLP(buf, e.Value)
+		}
+		if ha := d.GetHitsAddend(); ha != nil {
+			buf = append(buf, "|h"...)
+			buf = strconv.AppendUint(buf, ha.GetValue(), 10)
+		}
+		if d.GetIsNegativeHits() {
+			buf = append(buf, "|n"...)
+		}
+		if l := d.GetLimit(); l != nil {
+			buf = append(buf, "|l"...)
+			buf = strconv.AppendUint(buf, uint64(l.GetRequestsPerUnit()), 10)
+			buf = append(buf, '/')
+			buf = strconv.AppendInt(buf, int64(l.GetUnit()), 10)
+		}
+		h.Write(buf)
+		buf = buf[:0]
+	}
+	h.Write(buf)
+	var sum [sha256.Size]byte
+	return appendLP(dst, hex.EncodeToString(h.Sum(sum[:0])))
 }
 
 func appendLP(dst []byte, s string) []byte {

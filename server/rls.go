@@ -284,7 +284,7 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	memo, _ := s.o.Backend.(backends.Memo)
 	var memoKey []byte
 	if idemKey != "" && memo != nil {
-		memoKey = appendMemoKey(sc.memoKey[:0], s.o.KeyPrefix, domain, idemKey)
+		memoKey = appendMemoKey(sc.memoKey[:0], s.o.KeyPrefix, domain, idemKey, req, idem.Key)
 		sc.memoKey = memoKey
 		if resp, ok, err := s.recall(ctx, memo, memoKey); err != nil {
 			return nil, err

@@ -32,6 +32,7 @@ import (
 	"github.com/ratelimitd/ratelimitd/backends"
 	"github.com/ratelimitd/ratelimitd/backends/memory"
 	"github.com/ratelimitd/ratelimitd/config"
+	"github.com/ratelimitd/ratelimitd/overrides"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -628,51 +629,85 @@ func FuzzShouldRateLimit(f *testing.F) {
 	f.Add("test", "nested\x00a\x00inner\x00b\x01\x01\x00", uint32(1<<31), uint64(1<<63), true, uint32(1), int32(7))
 	e := newEnv(f, testConfig, Options{ResponseHeaders: true, DynamicMetadata: true})
 	f.Fuzz(func(t *testing.T, domain, spec string, reqHits uint32, dHits uint64, neg bool, rpu uint32, unit int32) {
-		req := &rlsv3.RateLimitRequest{Domain: domain, HitsAddend: reqHits}
-		if spec != "" {
-			for i, ds := range strings.Split(spec, "\x01") {
-				d := &commonv3.RateLimitDescriptor{IsNegativeHits: neg && i%2 == 0}
-				parts := strings.Split(ds, "\x00")
-				for j := 0; j < len(parts); j += 2 {
-					v := ""
-					if j+1 < len(parts) {
-						v = parts[j+1]
-					}
-					if parts[j] == "" && v == "" {
-						continue
-					}
-					d.Entries = append(d.Entries, &commonv3.RateLimitDescriptor_Entry{Key: parts[j], Value: v})
-				}
-				if i%3 == 1 {
-					d.HitsAddend = wrapperspb.UInt64(dHits)
-				}
-				if rpu != 0 && i%4 == 2 {
-					d.Limit = &commonv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: rpu, Unit: typev3.RateLimitUnit(unit)}
-				}
-				req.Descriptors = append(req.Descriptors, d)
-			}
-		}
-		got, err := e.s.ShouldRateLimit(context.Background(), req)
-		if err != nil {
-			switch status.Code(err) {
-			case codes.InvalidArgument:
-			default:
-				t.Fatalf("unexpected error %v", err)
-			}
-			return
-		}
-		if got.OverallCode == rlsv3.RateLimitResponse_UNKNOWN {
-			t.Fatal("overall_code UNKNOWN")
-		}
-		if len(got.Statuses) != len(req.Descriptors) {
-			t.Fatalf("%d statuses for %d descriptors", len(got.Statuses), len(req.Descriptors))
-		}
-		for i, st := range got.Statuses {
-			if st.Code == rlsv3.RateLimitResponse_UNKNOWN {
-				t.Fatalf("status %d UNKNOWN", i)
-			}
-		}
+		checkAnswer(t, e, fuzzRequest(domain, spec, reqHits, dHits, neg, rpu, unit))
 	})
+}
+
+// FuzzShouldRateLimitPolicies fuzzes the request path through tiers,
+// runtime overrides, policies, charge_always, idempotent replays, every
+// header and a problem+json body.
+func FuzzShouldRateLimitPolicies(f *testing.F) {
+	f.Add("api", "tier\x00admin\x00api_key\x00abc", uint32(0), uint64(0), false, uint32(0), int32(0))
+	f.Add("api", "tier\x00banned\x00api_key\x00x\x01api_key\x00y", uint32(2), uint64(0), false, uint32(0), int32(0))
+	f.Add("api", "vk\x00big\x00meter\x00tokens\x01idempotency_key\x00r1", uint32(0), uint64(500), false, uint32(0), int32(0))
+	f.Add("api", "internal\x00svc\x01tier\x00\x01gcra_key\x00k", uint32(9), uint64(1), true, uint32(3), int32(2))
+	f.Add("api", "idempotency_key\x00r2\x01tier\x00anon", uint32(0), uint64(0), false, uint32(0), int32(0))
+	ovs := staticOverrides(
+		&overrides.Override{Domain: "api", Entries: []config.Entry{{Key: "api_key", Value: "abc"}}, Kind: overrides.Limit, RequestsPerUnit: 6, Unit: config.Minute},
+		&overrides.Override{Domain: "api", Entries: []config.Entry{{Key: "internal", Value: "svc"}}, Kind: overrides.Limit, RequestsPerUnit: 2, Unit: config.Second, Algorithm: "gcra", Burst: 3},
+		&overrides.Override{Domain: "api", Entries: []config.Entry{{Key: "vk", Value: "big"}}, Kind: overrides.Policy, Policy: "pro"},
+		&overrides.Override{Domain: "api", Entries: []config.Entry{{Key: "api_key", Value: "free"}}, Kind: overrides.Unlimited},
+	)
+	e := newEnv(f, policyConfig, Options{HeaderStyle: HeadersBoth, Body: BodyProblemJSON, DynamicMetadata: true, Overrides: ovs})
+	f.Fuzz(func(t *testing.T, domain, spec string, reqHits uint32, dHits uint64, neg bool, rpu uint32, unit int32) {
+		checkAnswer(t, e, fuzzRequest(domain, spec, reqHits, dHits, neg, rpu, unit))
+	})
+}
+
+// fuzzRequest builds a request from fuzz input: descriptors separated by
+// \x01, entries' keys and values by \x00.
+func fuzzRequest(domain, spec string, reqHits uint32, dHits uint64, neg bool, rpu uint32, unit int32) *rlsv3.RateLimitRequest {
+	req := &rlsv3.RateLimitRequest{Domain: domain, HitsAddend: reqHits}
+	if spec == "" {
+		return req
+	}
+	for i, ds := range strings.Split(spec, "\x01") {
+		d := &commonv3.RateLimitDescriptor{IsNegativeHits: neg && i%2 == 0}
+		parts := strings.Split(ds, "\x00")
+		for j := 0; j < len(parts); j += 2 {
+			v := ""
+			if j+1 < len(parts) {
+				v = parts[j+1]
+			}
+			if parts[j] == "" && v == "" {
+				continue
+			}
+			d.Entries = append(d.Entries, &commonv3.RateLimitDescriptor_Entry{Key: parts[j], Value: v})
+		}
+		if i%3 == 1 {
+			d.HitsAddend = wrapperspb.UInt64(dHits)
+		}
+		if rpu != 0 && i%4 == 2 {
+			d.Limit = &commonv3.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: rpu, Unit: typev3.RateLimitUnit(unit)}
+		}
+		req.Descriptors = append(req.Descriptors, d)
+	}
+	return req
+}
+
+// checkAnswer sends req and checks what any answer must satisfy.
+func checkAnswer(t *testing.T, e *env, req *rlsv3.RateLimitRequest) {
+	got, err := e.s.ShouldRateLimit(context.Background(), req)
+	if err != nil {
+		if status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("unexpected error %v", err)
+		}
+		return
+	}
+	if got.OverallCode == rlsv3.RateLimitResponse_UNKNOWN {
+		t.Fatal("overall_code UNKNOWN")
+	}
+	if len(got.Statuses) != len(req.Descriptors) {
+		t.Fatalf("%d statuses for %d descriptors", len(got.Statuses), len(req.Descriptors))
+	}
+	for i, st := range got.Statuses {
+		if st.Code == rlsv3.RateLimitResponse_UNKNOWN {
+			t.Fatalf("status %d UNKNOWN", i)
+		}
+	}
+	if (got.RawBody != nil) != (got.OverallCode == rlsv3.RateLimitResponse_OVER_LIMIT && len(got.RawBody) > 0) {
+		t.Fatalf("raw_body %q with overall %v", got.RawBody, got.OverallCode)
+	}
 }
 
 func BenchmarkShouldRateLimit(b *testing.B) {
