@@ -335,7 +335,6 @@ func newBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (backen
 	return nil, nil, nil, fmt.Errorf("unknown backend %q", s.backend)
 }
 
-
 // newMemoryBackend builds the memory backend and registers its occupancy
 // metrics on reg.
 func newMemoryBackend(s settings, reg prometheus.Registerer) *memory.Backend {
