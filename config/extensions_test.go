@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -655,5 +656,24 @@ func TestDocsExtensions(t *testing.T) {
 	c = docsExample(t, "## Usage already spent (`charge_always`)")
 	if r := c.Match("llm", entries("org", "acme", "usage", "tokens")); r == nil || !r.ChargeAlways {
 		t.Errorf("charge_always example: %+v", r)
+	}
+}
+
+func TestWildcardsPerLevelBounded(t *testing.T) {
+	gen := func(n int) []File {
+		var b strings.Builder
+		b.WriteString("domain: w\ndescriptors:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - key: path\n    value: \"/p%d/*\"\n    rate_limit: {unit: second, requests_per_unit: 1}\n", i)
+		}
+		return []File{{Name: "w.yaml", Data: []byte(b.String())}}
+	}
+	if _, err := Parse(gen(maxWildcards), Options{}); err != nil {
+		t.Fatalf("%d wildcards: %v", maxWildcards, err)
+	}
+	_, err := Parse(gen(maxWildcards+1), Options{})
+	want := fmt.Sprintf("w.yaml: w.path=/p%d/*: more than %d wildcard values at one level", maxWildcards, maxWildcards)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("%d wildcards: %v, want %q", maxWildcards+1, err, want)
 	}
 }

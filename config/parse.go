@@ -26,6 +26,9 @@ const (
 	maxDepth         = 64
 	maxDescriptors   = 100000
 	maxMetadataNodes = 10000
+	// maxWildcards bounds the wildcard values of one level: matching
+	// tries them in order, so they bound the work of every request.
+	maxWildcards = 1000
 )
 
 type parser struct {
@@ -510,6 +513,9 @@ func (fp *fileParser) descriptor(st *domainState, parent *node, parentPath, pare
 			}
 			fp.errorf(path, m, "duplicate descriptor: the same key and value are already declared at this level (%s)", at)
 			st = nil // walk the children for errors, keep nothing
+		} else if wildcard && len(parent.wild) >= maxWildcards {
+			fp.errorf(path, d.value, "more than %d wildcard values at one level: a request tries them one after another; match a shorter prefix, or split the values over a level below", maxWildcards)
+			st = nil
 		} else {
 			parent.insert(d.keyText, d.valueText, child, fp.p.opts.TrailingWildcardsOnly)
 			if st != nil && rule != nil {
