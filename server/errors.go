@@ -35,8 +35,12 @@ func invalidf(format string, args ...any) error {
 	return &invalidRequestError{msg: fmt.Sprintf(format, args...)}
 }
 
-// backendError is a failed Backend.Apply.
-type backendError struct{ err error }
+// backendError is a failed backend call. kind is its
+// ratelimitd_backend_errors_total label (see backendErrorKind).
+type backendError struct {
+	err  error
+	kind string
+}
 
 func (e *backendError) Error() string { return "server: backend apply: " + e.err.Error() }
 func (e *backendError) Unwrap() error { return e.err }

@@ -24,6 +24,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -102,8 +103,7 @@ func (s *Server) recall(ctx context.Context, memo backends.Memo, key []byte) (*r
 		return nil, false, nil // a wrapper over a backend without memos
 	}
 	if err != nil {
-		s.m.backendErrs.Inc()
-		return nil, false, &backendError{err: err}
+		return nil, false, s.backendFailed(ctx, err)
 	}
 	if !ok {
 		return nil, false, nil
@@ -133,8 +133,8 @@ func (s *Server) remember(ctx context.Context, memo backends.Memo, key []byte, r
 		return resp
 	}
 	if err != nil {
-		s.m.backendErrs.Inc()
-		s.log.Warn("idempotency: answer not stored; a replay will be decided again", "error", err.Error())
+		s.backendFailed(ctx, err)
+		s.warnFailure(s.now(), "idempotency: answer not stored; a replay will be decided again", slog.String("error", err.Error()))
 		return resp
 	}
 	if string(stored) != string(b) {

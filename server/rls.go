@@ -64,6 +64,7 @@ type scratch struct {
 	limits    []config.RuleLimit    // effective limits, one per request in reqs
 	limStart  []int                 // index of the descriptor's first limit in limits
 	memoKey   []byte
+	mode      backends.Mode // what the call charges, for ratelimitd_hits_total
 }
 
 func (sc *scratch) reset(n int) {
@@ -128,7 +129,7 @@ func (s *Server) ShouldRateLimit(ctx context.Context, req *rlsv3.RateLimitReques
 		if label == codeInvalidArgument {
 			s.log.Debug("rate limit request refused", "domain", req.GetDomain(), "error", err.Error())
 		} else {
-			s.log.Warn("rate limit request failed", "domain", req.GetDomain(), "error", err.Error())
+			s.logFailure(s.now(), req.GetDomain(), label, err) // sampled
 		}
 		return nil, toStatus(err)
 	}
@@ -355,6 +356,7 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 	if counted && chargeAlways {
 		mode = backends.ChargeAlways
 	}
+	sc.mode = mode
 	if blocked && mode != backends.ChargeAlways {
 		// A blocked descriptor refuses the call without a bucket of its
 		// own: the others are only looked at, as a veto would leave them.
@@ -417,16 +419,18 @@ func moreRestrictive(a, b algorithms.Decision) bool {
 	return a.ResetAfter > b.ResetAfter
 }
 
-// apply calls the backend at now under the backend deadline.
+// apply calls the backend at now under the backend deadline, in a
+// backend.apply span when Options.Tracer is set.
 func (s *Server) apply(ctx context.Context, now int64, mode backends.Mode, reqs []backends.Request, out []algorithms.Decision) error {
 	t0 := time.Now()
 	actx, cancel := s.backendContext(ctx)
 	defer cancel()
+	actx, span := s.startApplySpan(actx, len(reqs), mode) // nil span when tracing is off
 	err := s.o.Backend.Apply(actx, now, mode, reqs, out)
 	s.m.backendTime.Observe(time.Since(t0).Seconds())
+	endApplySpan(span, err)
 	if err != nil {
-		s.m.backendErrs.Inc()
-		return &backendError{err: err}
+		return s.backendFailed(actx, err)
 	}
 	return nil
 }
@@ -463,6 +467,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch,
 	minRemaining := uint32(math.MaxUint32)
 	quotaEnabled := false
 	blocked := nc
+	veto := vetoed(sc)
 
 	for i := range n {
 		st := &statuses[i]
@@ -484,8 +489,14 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch,
 			blocked++
 			st.CurrentLimit = cl
 			rm := s.m.ruleMetrics(sn, req.Domain, r, false)
-			rm.decisions.Inc()
 			rm.overLimit.Inc()
+			code := codeOverLimit
+			if r.ShadowMode {
+				code = codeShadowMode
+			}
+			rm.answered(code)
+			bl := blockedLimit(r)
+			s.logRefusal(now, req.Domain, rm.rule, code, sc.descEntries(i), &bl)
 			if r.ShadowMode {
 				rm.shadow.Inc()
 				continue
@@ -499,7 +510,9 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch,
 		j := mostRestrictive(sc.out, sc.reqOf[i], sc.reqN[i])
 		d := sc.out[j]
 		rm := s.m.ruleMetrics(sn, req.Domain, r, sc.kinds[i] == kindOverride)
-		rm.decisions.Inc()
+		if charged(sc, i, veto) {
+			rm.hits.Add(float64(sc.hits[i]))
+		}
 		quota := r.QuotaMode || s.o.GlobalQuotaMode
 		if quota {
 			quotaEnabled = true
@@ -521,6 +534,7 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch,
 			sc.passed = append(sc.passed, r)
 		}
 		if d.Allowed {
+			rm.answered(codeOK)
 			// Past 80% used, as the reference's NEAR_LIMIT_RATIO 0.8:
 			// more used than floor(0.8 × limit).
 			if sc.hits[i] > 0 && rate-d.Remaining > rate*4/5 {
@@ -529,12 +543,21 @@ func (s *Server) respond(sn *snapshot, req *rlsv3.RateLimitRequest, sc *scratch,
 			continue
 		}
 		rm.overLimit.Inc()
+		code := codeOverLimit
 		switch {
 		case r.ShadowMode:
+			code = codeShadowMode
+		case quota:
+			code = codeQuotaMode
+		}
+		rm.answered(code)
+		s.logRefusal(now, req.Domain, rm.rule, code, sc.descEntries(i), &sc.limits[j])
+		switch code {
+		case codeShadowMode:
 			// Reference base_limiter: a shadow-mode rule over its limit
 			// answers OK, remaining and reset as computed.
 			rm.shadow.Inc()
-		case quota:
+		case codeQuotaMode:
 			// Reference ratelimit.go (quota mode): the violation is
 			// reported in the dynamic metadata, the status becomes OK with
 			// current_limit and limit_remaining only, and the call is not

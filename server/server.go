@@ -18,12 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -107,6 +109,10 @@ type Options struct {
 	Registry *prometheus.Registry
 	// Logger receives the logs; default slog.Default().
 	Logger *slog.Logger
+	// Tracer, when set, traces every backend call in a span named
+	// "backend.apply" (see tracing.go); nil traces nothing and costs
+	// nothing. Name it after TracerName.
+	Tracer trace.Tracer
 	// Ready, when set, is consulted by /readyz once the server is serving:
 	// an error makes it answer 503 with the error's text (e.g. the Redis
 	// backend is unreachable). It must return promptly (it runs under the
@@ -133,6 +139,7 @@ type Server struct {
 	snap    atomic.Pointer[snapshot]
 	loads   atomic.Int64 // configs set, for the config version
 	pool    sync.Pool    // of *scratch
+	logs    logSamplers  // samplers of refusal and failure log lines
 	hmu     sync.Mutex
 	serving bool // guarded by hmu
 }
@@ -206,44 +213,60 @@ func New(o Options) (*Server, error) {
 		health: health.NewServer(),
 	}
 	s.pool.New = func() any { return new(scratch) }
+	s.logs = newLogSamplers()
 	s.updateHealth()
 	return s, nil
 }
 
-// SetConfig makes c the config of every call that starts from now on, counts
-// a successful load and publishes c's hash in ratelimitd_config_info. A nil c
-// is ignored.
+// SetConfig makes c the config of every call that starts from now on,
+// counts a successful load, publishes c's hash and version in
+// ratelimitd_config_info, and logs one line with what changed against the
+// config it replaces (domains and rules added, removed and changed). A nil
+// c is ignored.
 func (s *Server) SetConfig(c *config.Config) {
 	if c == nil {
 		return
 	}
-	sn := s.m.snapshot(c)
+	sn := s.m.snapshot(c, s.o.GlobalQuotaMode)
 	sn.version = s.loads.Add(1)
 	sn.loadedAt = s.now()
-	s.snap.Store(sn)
+	prev := s.snap.Swap(sn)
 	s.m.configLoads.WithLabelValues("success").Inc()
-	s.m.configInfo.Reset()
-	s.m.configInfo.WithLabelValues(c.Hash()).Set(1)
-	s.log.Info("rate limit config loaded", "hash", c.Hash(), "rules", len(c.Rules()))
+	s.m.configLastLoad.Set(1)
+	s.m.configInfo.WithLabelValues(c.Hash(), strconv.FormatInt(sn.version, 10)).Set(1)
+	var prevCfg *config.Config
+	if prev != nil {
+		prevCfg = prev.cfg
+		s.m.configInfo.DeleteLabelValues(prev.cfg.Hash(), strconv.FormatInt(prev.version, 10))
+	}
+	s.log.Info("rate limit config loaded", configLoadedAttrs(prevCfg, c, sn.version)...)
 	s.updateHealth()
 }
 
 // ConfigLoadFailed records a config that could not be loaded: it counts the
-// error and logs every line of err (config.Errors has one per problem). The
-// current config stays in use.
+// error, logs every line of err (config.Errors has one per problem), then
+// one line with the result. The current config stays in use.
 func (s *Server) ConfigLoadFailed(err error) {
 	s.m.configLoads.WithLabelValues("error").Inc()
-	if err == nil {
-		return
-	}
+	s.m.configLastLoad.Set(0)
+	n := 0
 	var errs config.Errors
-	if errors.As(err, &errs) {
+	switch {
+	case err == nil:
+	case errors.As(err, &errs):
 		for _, e := range errs {
 			s.log.Error("rate limit config rejected", "error", e.Error())
 		}
-		return
+		n = len(errs)
+	default:
+		s.log.Error("rate limit config rejected", "error", err.Error())
+		n = 1
 	}
-	s.log.Error("rate limit config rejected", "error", err.Error())
+	attrs := []any{"result", "error", "errors", n}
+	if sn := s.snap.Load(); sn != nil {
+		attrs = append(attrs, "hash_in_use", sn.cfg.Hash(), "version_in_use", sn.version)
+	}
+	s.log.Error("rate limit config load failed", attrs...)
 }
 
 // Config returns the config in use, or nil before the first SetConfig.

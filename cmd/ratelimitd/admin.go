@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -67,9 +64,8 @@ func adminTokens(s settings) ([]server.AdminToken, error) {
 
 // adminServer returns the gRPC server of the admin API's own listener
 // (-admin-addr), with TLS, and mTLS with -admin-client-ca, when set. The
-// certificate is read at every handshake's need through
-// GetCertificate, so a renewed certificate on disk applies to new
-// connections (it is loaded again when the files change).
+// key pair and the client CAs are reloaded from disk when the files change
+// (see tls.go), so a renewed certificate applies to new connections.
 func adminServer(s settings) (*grpc.Server, error) {
 	if s.adminTLSCert == "" {
 		return grpc.NewServer(), nil
@@ -78,78 +74,11 @@ func adminServer(s settings) (*grpc.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-admin-tls-cert, -admin-tls-key: %w", err)
 	}
-	c := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.get}
-	if s.adminClientCA != "" {
-		pem, err := os.ReadFile(s.adminClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("-admin-client-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("-admin-client-ca: no PEM certificate in %s", s.adminClientCA)
-		}
-		c.ClientCAs = pool
-		c.ClientAuth = tls.RequireAndVerifyClientCert
+	c, err := serverTLS(certs, s.adminClientCA)
+	if err != nil {
+		return nil, fmt.Errorf("-admin-client-ca: %w", err)
 	}
 	return grpc.NewServer(grpc.Creds(credentials.NewTLS(c))), nil
-}
-
-// certReloader serves a key pair from disk, loading it again when either
-// file's modification time or size changed since the last load.
-type certReloader struct {
-	certFile, keyFile string
-	state             atomic.Pointer[loadedCert]
-}
-
-type loadedCert struct {
-	cert  *tls.Certificate
-	stamp string
-}
-
-func newCertReloader(certFile, keyFile string) (*certReloader, error) {
-	r := &certReloader{certFile: certFile, keyFile: keyFile}
-	if err := r.load(); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (r *certReloader) load() error {
-	stamp, err := fileStamp(r.certFile, r.keyFile)
-	if err != nil {
-		return err
-	}
-	cert, err := tls.LoadX509KeyPair(r.certFile, r.keyFile)
-	if err != nil {
-		return err
-	}
-	r.state.Store(&loadedCert{cert: &cert, stamp: stamp})
-	return nil
-}
-
-// get is tls.Config.GetCertificate: the current pair, reloaded first when
-// the files changed. A pair that fails to load keeps the last good one.
-func (r *certReloader) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-	cur := r.state.Load()
-	if stamp, err := fileStamp(r.certFile, r.keyFile); err == nil && stamp != cur.stamp {
-		if r.load() == nil {
-			cur = r.state.Load()
-		}
-	}
-	return cur.cert, nil
-}
-
-// fileStamp summarizes the modification times and sizes of files.
-func fileStamp(files ...string) (string, error) {
-	stamp := ""
-	for _, f := range files {
-		fi, err := os.Stat(f)
-		if err != nil {
-			return "", err
-		}
-		stamp += fmt.Sprintf("%d/%d;", fi.ModTime().UnixNano(), fi.Size())
-	}
-	return stamp, nil
 }
 
 // listenAdmin opens -admin-addr.

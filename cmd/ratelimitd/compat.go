@@ -4,7 +4,8 @@ package main
 // (GRPC_PORT, RUNTIME_ROOT, REDIS_URL, ...). A user who swaps its binary
 // for ours keeps them, so they are read as a third source: a flag wins, then
 // its RATELIMITD_* variable, then the reference's variable, then our default.
-// docs/operations.md ("Coming from envoyproxy/ratelimit") lists the mapping.
+// docs/migrating.md lists the mapping, with what to set for the variables
+// not read here.
 
 import (
 	"fmt"
@@ -175,7 +176,7 @@ func referenceSettings(getenv func(string) string) (vals map[string]string, note
 
 	for _, name := range []string{"USE_STATSD", "REDIS_PERSECOND", "REDIS_TLS_SKIP_HOSTNAME_VERIFICATION", "TRACING_ENABLED", "FORCE_START_WITHOUT_INITIAL_CONFIG"} {
 		if on, _ := isTrue(name); on {
-			notes = append(notes, name+" has no equivalent in ratelimitd and is ignored (see docs/operations.md)")
+			notes = append(notes, name+" is not read by ratelimitd and is ignored (docs/migrating.md says what to set instead, if anything)")
 		}
 	}
 	return vals, notes, nil

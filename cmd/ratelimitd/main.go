@@ -34,6 +34,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/ratelimitd/ratelimitd/backends"
@@ -107,6 +108,11 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		return err
 	}
 	defer ovWatcher.Close()
+	tr, err := startTracing(ctx, s, log)
+	if err != nil {
+		return err
+	}
+	defer tr.shutdown(log) // after the drain: flushes the last calls' spans
 	timeout := s.backendTimeout
 	if s.backend == "memory" {
 		timeout = -1 // no I/O to bound: a deadline could only fail calls on a busy CPU
@@ -140,6 +146,7 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		Overrides:        ovWatcher.Current,
 		Registry:         reg,
 		Logger:           log,
+		Tracer:           tr.tracer(),
 	})
 	if err != nil {
 		return err
@@ -182,6 +189,12 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		return fmt.Errorf("config %s: %d errors", s.configPath, countErrors(err))
 	}
 
+	// Certificates are read before the listeners open, so that a missing
+	// or broken one fails the start without binding anything.
+	grpcTLS, httpTLS, err := listenerTLS(s)
+	if err != nil {
+		return err
+	}
 	grpcLis, err := net.Listen("tcp", s.grpcAddr)
 	if err != nil {
 		return err
@@ -191,15 +204,22 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		grpcLis.Close()
 		return err
 	}
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(s.grpcMaxRecvMsgSize)}
+	if grpcTLS != nil {
+		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
+	}
+	grpcOpts = append(grpcOpts, tr.grpcServerOptions()...)
 	if s.maxConnectionAge > 0 {
 		grpcOpts = append(grpcOpts, grpc.KeepaliveParams(keepalive.ServerParameters{
 			MaxConnectionAge:      s.maxConnectionAge,
 			MaxConnectionAgeGrace: s.maxConnectionAgeGrace,
 		}))
 	}
+	grpcMetrics := newGRPCMetrics(reg)
+	grpcOpts = append(grpcOpts, grpcMetricsOptions(grpcMetrics)...)
 	gs := grpc.NewServer(grpcOpts...)
 	srv.Register(gs)
+	grpcMetrics.InitializeMetrics(gs)
 	admin, err := srv.NewAdmin(server.AdminOptions{Tokens: tokens, Store: store, Watcher: ovWatcher})
 	if err != nil {
 		grpcLis.Close()
@@ -234,11 +254,29 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig:         httpTLS,
+	}
+	// The profiler, on a listener of its own (debug.go).
+	var ds *http.Server
+	var debugLis net.Listener
+	if s.debugAddr != "" {
+		if debugLis, err = net.Listen("tcp", s.debugAddr); err != nil {
+			grpcLis.Close()
+			httpLis.Close()
+			if adminLis != nil {
+				adminLis.Close()
+			}
+			return fmt.Errorf("-debug-addr: %w", err)
+		}
+		ds = debugServer(log)
+		if !isLoopback(debugLis.Addr()) {
+			log.Warn("pprof is reachable beyond loopback: keep -debug-addr off the network", "debug_addr", debugLis.Addr().String())
+		}
 	}
 
-	// Both Serve goroutines are owned here: they return after the drain
-	// below, and serve waits for both before it returns.
-	served := make(chan error, 3)
+	// Every Serve goroutine is owned here: they return after the drain
+	// below, and serve waits for all of them before it returns.
+	served := make(chan error, 4)
 	running := 2 // Serve calls not yet returned
 	go func() { served <- gs.Serve(grpcLis) }()
 	if adminGS != nil {
@@ -246,12 +284,18 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		go func() { served <- adminGS.Serve(adminLis) }()
 	}
 	go func() {
-		if err := hs.Serve(httpLis); !errors.Is(err, http.ErrServerClosed) {
-			served <- err
-			return
+		var err error
+		if httpTLS != nil {
+			err = hs.ServeTLS(httpLis, "", "") // the certificate comes from TLSConfig
+		} else {
+			err = hs.Serve(httpLis)
 		}
-		served <- nil
+		served <- ignoreClosed(err)
 	}()
+	if ds != nil {
+		running++
+		go func() { served <- ignoreClosed(ds.Serve(debugLis)) }()
+	}
 
 	reload := func(trigger string) {
 		log.Info("reloading config", "trigger", trigger, "path", s.configPath)
@@ -261,8 +305,13 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 	}
 
 	srv.SetServing(true)
-	log.Info("serving", "grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
-		"backend", s.backend, "charge_mode", s.chargeMode.String(), "on_backend_failure", s.onFailure.String())
+	attrs := []any{"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(),
+		"backend", s.backend, "charge_mode", s.chargeMode.String(), "on_backend_failure", s.onFailure.String(),
+		"tls", grpcTLS != nil, "mtls", s.tlsClientCA != "", "http_tls", httpTLS != nil, "tracing", tr != nil}
+	if debugLis != nil {
+		attrs = append(attrs, "debug_addr", debugLis.Addr().String())
+	}
+	log.Info("serving", attrs...)
 
 	var failed error
 loop:
@@ -286,6 +335,9 @@ loop:
 	stopWatch()
 	if adminGS != nil {
 		adminGS.Stop() // admin calls are short; nothing to drain
+	}
+	if ds != nil {
+		ds.Close() // cuts a profile being recorded: nothing to drain
 	}
 	drain(gs, hs, s.drainTimeout, log)
 	for ; running > 0; running-- {
@@ -317,6 +369,15 @@ func drain(gs *grpc.Server, hs *http.Server, timeout time.Duration, log *slog.Lo
 	if err := hs.Shutdown(ctx); err != nil {
 		hs.Close()
 	}
+}
+
+// ignoreClosed is err, or nil when err only says that the HTTP server was
+// closed (by the drain).
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // newBackend builds the backend named by s and registers its metrics on

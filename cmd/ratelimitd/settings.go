@@ -80,6 +80,20 @@ type settings struct {
 	maxConnectionAge      time.Duration
 	maxConnectionAgeGrace time.Duration
 	drainTimeout          time.Duration
+	grpcMaxRecvMsgSize    int
+
+	// TLS of the gRPC and HTTP listeners (tls.go).
+	tlsCert, tlsKey string
+	tlsClientCA     string
+	httpTLS         bool
+
+	// debugAddr, when set, serves net/http/pprof on a listener of its own.
+	debugAddr string
+
+	// Tracing (tracing.go); off while otlpEndpoint is empty.
+	otlpEndpoint     string
+	otlpInsecure     bool
+	traceSampleRatio float64
 
 	logFormat string
 	logLevel  slog.Level
@@ -103,6 +117,18 @@ type redisSettings struct {
 	batchWindow                        time.Duration
 	batchMax                           int
 }
+
+// defaultMaxRecvMsgSize is -grpc-max-recv-msg-size's default: gRPC's own
+// default, stated. The request bounds (server.MaxDescriptors, MaxEntries,
+// MaxValueLen) would allow about 512 MiB; Envoy's requests take a few
+// hundred bytes to a few KiB, so 4 MiB leaves room for a thousand times
+// that while bounding what one call makes the server allocate.
+const defaultMaxRecvMsgSize = 4 << 20
+
+// maxMaxRecvMsgSize bounds -grpc-max-recv-msg-size: the largest request the
+// request bounds let through is about 512 MiB, so more only lets a caller
+// make the server allocate for a request it must refuse anyway.
+const maxMaxRecvMsgSize = 1 << 30
 
 // testClockOffsetEnv names the test-only clock offset (a Go duration such
 // as -90s) added to the decision clock. It is not a flag and not documented
@@ -195,6 +221,17 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&s.maxConnectionAge, "max-connection-age", time.Hour, "close gRPC connections after this `time` (with a jitter) so clients rebalance across replicas; 0 never")
 	fs.DurationVar(&s.maxConnectionAgeGrace, "max-connection-age-grace", 10*time.Second, "`time` a connection closed for its age gets to finish its calls")
 	fs.DurationVar(&s.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, `time` in-flight calls get to finish before they are cut")
+	fs.IntVar(&s.grpcMaxRecvMsgSize, "grpc-max-recv-msg-size", defaultMaxRecvMsgSize, "largest gRPC request in `bytes`; a larger one is refused with RESOURCE_EXHAUSTED before it is decoded")
+
+	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate `file` of the gRPC and HTTP listeners (with -tls-key); reloaded when it changes")
+	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM key `file` of the gRPC and HTTP listeners")
+	fs.StringVar(&s.tlsClientCA, "tls-client-ca", "", "PEM `file` of the CAs whose client certificates the gRPC listener requires (mTLS); not the HTTP listener; reloaded when it changes")
+	fs.BoolVar(&s.httpTLS, "http-tls", true, "serve the HTTP listener over TLS too when -tls-cert is set; false keeps it plain (probes, scrapes)")
+	fs.StringVar(&s.debugAddr, "debug-addr", "", "`address` of a listener serving net/http/pprof under /debug/pprof/; off when empty (keep it on loopback)")
+
+	fs.StringVar(&s.otlpEndpoint, "otlp-endpoint", "", "`host:port` of an OTLP gRPC collector to send traces to; tracing is off when empty")
+	fs.BoolVar(&s.otlpInsecure, "otlp-insecure", false, "send traces to -otlp-endpoint without TLS")
+	fs.Float64Var(&s.traceSampleRatio, "trace-sample-ratio", defaultTraceSampleRatio, "`ratio` of calls without a sampled parent that are traced, 0 to 1; calls whose traceparent says sampled are always traced")
 
 	fs.StringVar(&s.logFormat, "log-format", "text", "log format: text or json")
 	fs.TextVar(&s.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -266,6 +303,15 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if s.adminClientCA != "" && s.adminTLSCert == "" {
 		return s, errors.New("-admin-client-ca needs -admin-tls-cert and -admin-tls-key")
+	}
+	if err := checkTLSSettings(s); err != nil {
+		return s, err
+	}
+	if err := checkTracingSettings(s); err != nil {
+		return s, err
+	}
+	if s.grpcMaxRecvMsgSize <= 0 || s.grpcMaxRecvMsgSize > maxMaxRecvMsgSize {
+		return s, fmt.Errorf("-grpc-max-recv-msg-size must be from 1 to %d bytes, not %d", maxMaxRecvMsgSize, s.grpcMaxRecvMsgSize)
 	}
 	if s.overridesPoll <= 0 || s.overridesPoll > time.Second {
 		return s, fmt.Errorf("-overrides-poll must be from 1ms to 1s (every replica sees a change within it), not %s", s.overridesPoll)
