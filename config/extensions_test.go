@@ -677,3 +677,76 @@ func TestWildcardsPerLevelBounded(t *testing.T) {
 		t.Fatalf("%d wildcards: %v, want %q", maxWildcards+1, err, want)
 	}
 }
+
+// FuzzMatch matches fuzzed descriptors against a config with exact,
+// wildcard, key-only and nested rules: Match never panics, and a rule it
+// returns accepts every entry at its level (same key; the value equal, a
+// wildcard that matches it, or a key-only level) and builds a key.
+func FuzzMatch(f *testing.F) {
+	const yaml = `domain: m
+descriptors:
+  - key: path
+    value: "/api/*/runs/*"
+    rate_limit: {unit: second, requests_per_unit: 1}
+  - key: path
+    value: "/api/*"
+    descriptors:
+      - key: method
+        value: POST
+        rate_limit: {unit: second, requests_per_unit: 2}
+      - key: method
+        rate_limit: {unit: second, requests_per_unit: 3}
+  - key: path
+    rate_limit: {unit: second, requests_per_unit: 4}
+  - key: org
+    descriptors:
+      - key: user
+        value: "a*b*c"
+        share_threshold: true
+        rate_limit: {unit: minute, requests_per_unit: 5}
+      - key: user
+        descriptors:
+          - key: tier
+            value: gold
+            rate_limit: {unit: hour, requests_per_unit: 6}
+`
+	c, err := Parse([]File{{Name: "m.yaml", Data: []byte(yaml)}}, Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("path\x00/api/x/runs/y")
+	f.Add("path\x00/api/x\x00method\x00POST")
+	f.Add("path\x00/api/x\x00method\x00GET")
+	f.Add("org\x00o\x00user\x00aXbYc")
+	f.Add("org\x00o\x00user\x00u\x00tier\x00gold")
+	f.Add("path\x00")
+	f.Fuzz(func(t *testing.T, spec string) {
+		parts := strings.Split(spec, "\x00")
+		var es []Entry
+		for i := 0; i+1 < len(parts); i += 2 {
+			es = append(es, Entry{Key: parts[i], Value: parts[i+1]})
+		}
+		r := c.Match("m", es)
+		if r == nil {
+			return
+		}
+		if len(r.Levels) != len(es) {
+			t.Fatalf("rule %s has %d levels for %d entries", r.Path, len(r.Levels), len(es))
+		}
+		for i, l := range r.Levels {
+			e := es[i]
+			if l.Key != e.Key {
+				t.Fatalf("rule %s level %d key %q, entry key %q", r.Path, i, l.Key, e.Key)
+			}
+			switch {
+			case l.Value == "", l.Value == e.Value:
+			case strings.Contains(l.Value, "*") && globMatch(strings.Split(l.Value, "*"), e.Value):
+			default:
+				t.Fatalf("rule %s level %d value %q does not accept %q", r.Path, i, l.Value, e.Value)
+			}
+		}
+		if k := r.AppendKey(nil, es); len(k) == 0 {
+			t.Fatal("empty key")
+		}
+	})
+}
