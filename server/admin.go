@@ -535,11 +535,7 @@ func checkOverride(cfg *config.Config, o *overrides.Override) error {
 	case overrides.Limit, overrides.Unlimited:
 		var l config.RuleLimit
 		if o.Kind == overrides.Limit {
-			l = config.RuleLimit{RequestsPerUnit: o.RequestsPerUnit, Unit: o.Unit, UnitMultiplier: max(o.UnitMultiplier, 1),
-				Limit: algorithms.Limit{Rate: int64(o.RequestsPerUnit), Period: config.UnitPeriod(o.Unit) * int64(max(o.UnitMultiplier, 1))}}
-			if a, ok := algorithms.ParseAlgorithm(o.Algorithm); ok && a == algorithms.Concurrency {
-				l.Limit.Algorithm = algorithms.Concurrency
-			}
+			l = overrideRate(o)
 		}
 		for _, r := range rules {
 			if r.MaxOverride == nil {
@@ -585,20 +581,6 @@ func overrideDescription(o *overrides.Override) string {
 		return "policy " + o.Policy
 	}
 	return overrideRate(o).String()
-}
-
-// overrideRate is a Limit override's rate as a RuleLimit, for text.
-func overrideRate(o *overrides.Override) config.RuleLimit {
-	um := max(o.UnitMultiplier, 1)
-	l := config.RuleLimit{RequestsPerUnit: o.RequestsPerUnit, Unit: o.Unit, UnitMultiplier: um,
-		Limit: algorithms.Limit{Rate: int64(o.RequestsPerUnit), Period: config.UnitPeriod(o.Unit) * int64(um), Burst: o.Burst}}
-	if a, ok := algorithms.ParseAlgorithm(o.Algorithm); ok {
-		l.Limit.Algorithm = a
-		if a == algorithms.Concurrency {
-			l.Unit, l.UnitMultiplier = config.UnitUnknown, 0
-		}
-	}
-	return l
 }
 
 func entriesFromProto(es []*adminv1.Entry) ([]config.Entry, error) {

@@ -196,7 +196,7 @@ func appendClientHeaders(dst []*corev3.HeaderValue, o *responseOptions, v *limit
 
 	q := quotaOf(&v.Limit)
 	rem := max(v.Decision.Remaining, 0)
-	reset := secondsUp(v.Decision.ResetAfter)
+	reset := ceilSeconds(v.Decision.ResetAfter)
 	switch o.Style {
 	case HeadersReference:
 		// As envoyproxy/ratelimit: current_limit.requests_per_unit,
@@ -224,7 +224,7 @@ func appendClientHeaders(dst []*corev3.HeaderValue, o *responseOptions, v *limit
 		buf = strconv.AppendInt(buf, q, 10)
 		if conc {
 			buf = append(buf, `;qu="concurrent-requests"`...)
-		} else if w := secondsUp(windowOf(&v.Limit)); w > 0 {
+		} else if w := ceilSeconds(windowOf(&v.Limit)); w > 0 {
 			buf = append(buf, ";w="...)
 			buf = strconv.AppendInt(buf, w, 10)
 		}
@@ -366,7 +366,7 @@ func detailText(l *config.RuleLimit) string {
 	mult := int64(max(l.UnitMultiplier, 1))
 	if u := l.Unit.String(); u != "unknown" && (l.Limit.Period == 0 || l.Limit.Period == config.UnitPeriod(l.Unit)*mult) {
 		count, unit = mult, u
-	} else if w := secondsUp(windowOf(l)); w > 0 {
+	} else if w := ceilSeconds(windowOf(l)); w > 0 {
 		for _, un := range unitNames {
 			if w%un.secs == 0 {
 				count, unit = w/un.secs, un.name
@@ -395,24 +395,11 @@ func detailText(l *config.RuleLimit) string {
 func retryAfterSeconds(d *algorithms.Decision) int64 {
 	switch {
 	case d.RetryAfter > 0:
-		return max(secondsUp(d.RetryAfter), 1)
+		return max(ceilSeconds(d.RetryAfter), 1)
 	case d.ResetAfter > 0:
-		return max(secondsUp(d.ResetAfter), 1)
+		return max(ceilSeconds(d.ResetAfter), 1)
 	}
 	return 0
-}
-
-// secondsUp rounds microseconds up to whole seconds; 0 for us <= 0. It does
-// not overflow.
-func secondsUp(us int64) int64 {
-	if us <= 0 {
-		return 0
-	}
-	s := us / algorithms.Second
-	if us%algorithms.Second != 0 {
-		s++
-	}
-	return s
 }
 
 // unixSecondsUp is the Unix time, in seconds rounded up, of now plus after
@@ -424,7 +411,7 @@ func unixSecondsUp(now time.Time, after int64) int64 {
 	frac := int64(now.Nanosecond()) / 1000 // [0, 1e6)
 	d := math.MaxInt64/algorithms.Second + 1
 	if after <= math.MaxInt64-frac {
-		d = secondsUp(frac + after)
+		d = ceilSeconds(frac + after)
 	}
 	if sec > 0 && d > math.MaxInt64-sec {
 		return math.MaxInt64

@@ -101,36 +101,37 @@ func baseLimit(r *config.Rule) config.RuleLimit {
 // rule's.
 func overrideLimit(r *config.Rule, o *overrides.Override) config.RuleLimit {
 	base := baseLimit(r)
-	alg := base.Limit.Algorithm
-	if o.Algorithm != "" {
-		if a, ok := algorithms.ParseAlgorithm(o.Algorithm); ok {
-			alg = a
-		}
+	l := overrideRate(o)
+	l.Name = base.Name
+	if _, ok := algorithms.ParseAlgorithm(o.Algorithm); !ok {
+		l.Limit.Algorithm = base.Limit.Algorithm
 	}
-	um := max(o.UnitMultiplier, 1)
-	l := config.RuleLimit{
-		Name:            base.Name,
-		RequestsPerUnit: o.RequestsPerUnit,
-		Unit:            o.Unit,
-		UnitMultiplier:  um,
-		Limit: algorithms.Limit{
-			Algorithm: alg,
-			Rate:      int64(o.RequestsPerUnit),
-			Period:    config.UnitPeriod(o.Unit) * int64(um),
-			Burst:     base.Limit.Burst,
-		},
+	if o.Burst <= 0 {
+		l.Limit.Burst = base.Limit.Burst
 	}
-	if o.Burst > 0 {
-		l.Limit.Burst = o.Burst
-	}
-	if alg == algorithms.Concurrency {
+	if l.Limit.Algorithm == algorithms.Concurrency {
 		l.Unit, l.UnitMultiplier = config.UnitUnknown, 0
-		l.Limit.Period = base.Limit.Period
-		if base.Limit.Algorithm != algorithms.Concurrency || l.Limit.Period == 0 {
-			l.Limit.Period = config.UnitPeriod(o.Unit) * int64(um)
+		if base.Limit.Algorithm == algorithms.Concurrency && base.Limit.Period != 0 {
+			l.Limit.Period = base.Limit.Period
 		}
 	} else if base.Calendar != nil && base.Unit == l.Unit && base.UnitMultiplier == l.UnitMultiplier {
 		l.Calendar = base.Calendar
+	}
+	return l
+}
+
+// overrideRate is override o's own limit (kind Limit), without what it
+// takes from a rule: its rate and period, its algorithm when it names one,
+// its burst.
+func overrideRate(o *overrides.Override) config.RuleLimit {
+	um := max(o.UnitMultiplier, 1)
+	l := config.RuleLimit{RequestsPerUnit: o.RequestsPerUnit, Unit: o.Unit, UnitMultiplier: um,
+		Limit: algorithms.Limit{Rate: int64(o.RequestsPerUnit), Period: config.UnitPeriod(o.Unit) * int64(um), Burst: o.Burst}}
+	if a, ok := algorithms.ParseAlgorithm(o.Algorithm); ok {
+		l.Limit.Algorithm = a
+		if a == algorithms.Concurrency {
+			l.Unit, l.UnitMultiplier = config.UnitUnknown, 0
+		}
 	}
 	return l
 }

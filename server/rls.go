@@ -282,7 +282,7 @@ func (s *Server) decide(ctx context.Context, req *rlsv3.RateLimitRequest) (*rlsv
 		sc.kinds[i] = kindCounted
 	}
 	// An idempotent replay gets the first answer and consumes nothing.
-	memo, _ := s.o.Backend.(backends.Memo)
+	memo := s.memo
 	var memoKey []byte
 	if idemKey != "" && memo != nil {
 		memoKey = appendMemoKey(sc.memoKey[:0], s.o.KeyPrefix, domain, idemKey, req, idem.Key)
@@ -644,7 +644,11 @@ func ceilSeconds(us int64) int64 {
 	if us <= 0 {
 		return 0
 	}
-	return (us + algorithms.Second - 1) / algorithms.Second
+	s := us / algorithms.Second // no (us + Second - 1): it would overflow near MaxInt64
+	if us%algorithms.Second != 0 {
+		s++
+	}
+	return s
 }
 
 func clampUint32(v int64) uint32 {

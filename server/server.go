@@ -130,6 +130,7 @@ type Options struct {
 // /readyz.
 type Server struct {
 	o       Options
+	memo    backends.Memo // the backend's, nil when it keeps no memos
 	ro      responseOptions
 	now     func() time.Time
 	log     *slog.Logger
@@ -212,6 +213,7 @@ func New(o Options) (*Server, error) {
 		m:      m,
 		health: health.NewServer(),
 	}
+	s.memo, _ = o.Backend.(backends.Memo)
 	s.pool.New = func() any { return new(scratch) }
 	s.logs = newLogSamplers()
 	s.updateHealth()

@@ -127,23 +127,12 @@ func (b *Backend) Remember(ctx context.Context, key, value []byte, ttl time.Dura
 // makeRoom frees at least one slot in the full, locked shard sh, as
 // Backend.makeRoom does for buckets.
 func (s *memoStore) makeRoom(sh *memoShard, now int64) {
-	victim, earliest, freed, n := "", int64(math.MaxInt64), false, 0
-	for k, v := range sh.m {
-		if v.expiry <= now {
-			delete(sh.m, k)
-			freed = true
-		} else if v.expiry <= earliest {
-			victim, earliest = k, v.expiry
-		}
-		if n++; n == evictSample {
-			break
-		}
-	}
-	if !freed && len(sh.m) > 0 {
-		delete(sh.m, victim)
+	if makeRoomIn(sh.m, now) {
 		s.evictions.Add(1)
 	}
 }
+
+func (m memo) expiresAt() int64 { return m.expiry }
 
 // sweep removes the memos expired at now (Unix nanoseconds), one shard at
 // a time, and returns how many it removed.
@@ -152,12 +141,7 @@ func (s *memoStore) sweep(now int64) int {
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
-		for k, v := range sh.m {
-			if v.expiry <= now {
-				delete(sh.m, k)
-				removed++
-			}
-		}
+		removed += removeExpired(sh.m, now)
 		sh.mu.Unlock()
 	}
 	return removed

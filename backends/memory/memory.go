@@ -329,26 +329,54 @@ func (b *Backend) commit(sc []entry, reqs []backends.Request, now int64) {
 	}
 }
 
-// makeRoom frees at least one slot in the full, locked shard sh: it removes
-// the expired buckets among evictSample of them (map iteration starts at a
-// random place) or, when none is expired, the sampled bucket expiring first.
+// makeRoom frees at least one slot in the full, locked shard sh (see
+// makeRoomIn).
 func (b *Backend) makeRoom(sh *shard, now int64) {
+	if makeRoomIn(sh.m, now) {
+		b.evictions.Add(1)
+	}
+}
+
+// expiring is a stored value with an expiry: a bucket or a memo.
+type expiring interface{ expiresAt() int64 }
+
+func (b *bucket) expiresAt() int64 { return b.expiry }
+
+// makeRoomIn frees at least one slot in the full map m: it removes the
+// expired entries among evictSample of them (map iteration starts at a
+// random place) or, when none is expired, the sampled entry expiring
+// first, and reports whether it had to evict a live one.
+func makeRoomIn[V expiring](m map[string]V, now int64) bool {
 	victim, earliest, freed, n := "", int64(math.MaxInt64), false, 0
-	for k, v := range sh.m {
-		if v.expiry <= now {
-			delete(sh.m, k)
+	for k, v := range m {
+		if e := v.expiresAt(); e <= now {
+			delete(m, k)
 			freed = true
-		} else if v.expiry <= earliest {
-			victim, earliest = k, v.expiry
+		} else if e <= earliest {
+			victim, earliest = k, e
 		}
 		if n++; n == evictSample {
 			break
 		}
 	}
-	if !freed && len(sh.m) > 0 {
-		delete(sh.m, victim)
-		b.evictions.Add(1)
+	if !freed && len(m) > 0 {
+		delete(m, victim)
+		return true
 	}
+	return false
+}
+
+// removeExpired deletes the entries of m expired at now and returns how
+// many it removed.
+func removeExpired[V expiring](m map[string]V, now int64) int {
+	removed := 0
+	for k, v := range m {
+		if v.expiresAt() <= now {
+			delete(m, k)
+			removed++
+		}
+	}
+	return removed
 }
 
 // insertSorted adds v to the ascending, duplicate-free s.
@@ -390,12 +418,7 @@ func (b *Backend) sweep(now int64) int {
 	for i := range b.shards {
 		sh := &b.shards[i]
 		sh.mu.Lock()
-		for k, v := range sh.m {
-			if v.expiry <= now {
-				delete(sh.m, k)
-				removed++
-			}
-		}
+		removed += removeExpired(sh.m, now)
 		sh.mu.Unlock()
 	}
 	return removed
