@@ -30,7 +30,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,7 +43,7 @@ const attempts = 5
 
 // Require skips t when redis-server (or another named binary) is not
 // installed, or fails it when the environment variable CI is set.
-func Require(t testing.TB, binaries ...string) {
+func Require(t T, binaries ...string) {
 	t.Helper()
 	if len(binaries) == 0 {
 		binaries = []string{"redis-server"}
@@ -228,14 +227,14 @@ type Server struct {
 	// as well.
 	Socket string
 
-	t  testing.TB
+	t  T
 	mu sync.Mutex
 	p  *proc
 }
 
 // Standalone starts a redis-server on a free loopback port and stops it when
 // the test ends.
-func Standalone(t testing.TB) *Server {
+func Standalone(t T) *Server {
 	t.Helper()
 	Require(t)
 	// A unix socket path is limited to 107 bytes: keep it short rather
@@ -254,7 +253,7 @@ func Standalone(t testing.TB) *Server {
 
 // startServer starts a redis-server on a free port, retrying on new ports
 // when the start fails, and fails t after attempts tries.
-func startServer(t testing.TB, name string, extra ...string) (*proc, string) {
+func startServer(t T, name string, extra ...string) (*proc, string) {
 	t.Helper()
 	p, addr, err := tryStartServer(t, name, nil, func(port int, dir string) []string {
 		return serverArgs(port, dir, extra...)
@@ -269,7 +268,7 @@ func startServer(t testing.TB, name string, extra ...string) (*proc, string) {
 // waits until it answers PING (over TLS when tc is not nil), and retries on
 // new ports when that fails. It returns the last error after attempts
 // tries.
-func tryStartServer(t testing.TB, name string, tc *tls.Config, args func(port int, dir string) []string) (*proc, string, error) {
+func tryStartServer(t T, name string, tc *tls.Config, args func(port int, dir string) []string) (*proc, string, error) {
 	t.Helper()
 	var lastErr error
 	for i := range attempts {
@@ -339,7 +338,7 @@ func (s *Server) Restart() {
 
 // Client returns a go-redis client for the server, closed when the test
 // ends.
-func (s *Server) Client(t testing.TB) *redis.Client {
+func (s *Server) Client(t T) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -356,7 +355,7 @@ type SentinelSet struct {
 	// MasterAddr and ReplicaAddr are the data servers' addresses at start.
 	MasterAddr, ReplicaAddr string
 
-	t               testing.TB
+	t               T
 	master, replica *proc
 	sentinel        *proc
 	mu              sync.Mutex
@@ -364,7 +363,7 @@ type SentinelSet struct {
 
 // Sentinel starts a master, a replica and a sentinel, waits until the
 // sentinel knows both, and stops them when the test ends.
-func Sentinel(t testing.TB) *SentinelSet {
+func Sentinel(t T) *SentinelSet {
 	t.Helper()
 	Require(t, "redis-server", "redis-sentinel")
 	s := &SentinelSet{MasterName: "ratelimitd-test", t: t}
@@ -515,7 +514,7 @@ type ClusterSet struct {
 // Cluster starts three cluster-enabled redis-servers, joins them with
 // `redis-cli --cluster create`, waits until every node reports
 // cluster_state:ok, and stops them when the test ends.
-func Cluster(t testing.TB) *ClusterSet {
+func Cluster(t T) *ClusterSet {
 	t.Helper()
 	Require(t, "redis-server", "redis-cli")
 	c := &ClusterSet{}
@@ -540,7 +539,7 @@ func Cluster(t testing.TB) *ClusterSet {
 	return nil
 }
 
-func (c *ClusterSet) start(t testing.TB, attempt int) error {
+func (c *ClusterSet) start(t T, attempt int) error {
 	ports, err := freePorts(6) // three data ports, three cluster bus ports
 	if err != nil {
 		return err
@@ -596,7 +595,7 @@ func (c *ClusterSet) start(t testing.TB, attempt int) error {
 // NodeFor returns the index in Addrs of the master that serves key's hash
 // slot, as CLUSTER KEYSLOT and CLUSTER SLOTS say. It fails the test when no
 // node serves it.
-func (c *ClusterSet) NodeFor(t testing.TB, key string) int {
+func (c *ClusterSet) NodeFor(t T, key string) int {
 	t.Helper()
 	rc := redis.NewClient(&redis.Options{Addr: c.Addrs[0], DisableIdentity: true})
 	defer rc.Close()
@@ -644,7 +643,7 @@ func (c *ClusterSet) Resume(i int) {
 
 // Client returns a go-redis cluster client for the cluster, closed when the
 // test ends.
-func (c *ClusterSet) Client(t testing.TB) *redis.ClusterClient {
+func (c *ClusterSet) Client(t T) *redis.ClusterClient {
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs, DisableIdentity: true})
 	t.Cleanup(func() { cc.Close() })
 	return cc

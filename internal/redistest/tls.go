@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -42,7 +41,7 @@ type TLSServer struct {
 // TLSStandalone starts a TLS-only redis-server and stops it when the test
 // ends. When redis-server was built without TLS it skips the test, or fails
 // it when the environment variable CI is set.
-func TLSStandalone(t testing.TB) *TLSServer {
+func TLSStandalone(t T) *TLSServer {
 	t.Helper()
 	Require(t)
 	dir := t.TempDir()
