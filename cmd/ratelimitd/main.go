@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -71,6 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	log := newLogger(s, stderr)
 	for _, n := range s.notes {
 		log.Info(n)
+	}
+	if getenv("GOGC") == "" {
+		// The runtime has read GOGC itself when it is set.
+		debug.SetGCPercent(s.gcPercent)
 	}
 	if err := serve(ctx, s, log); err != nil {
 		log.Error("ratelimitd stopped", "error", err)
@@ -205,6 +210,9 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		return err
 	}
 	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(s.grpcMaxRecvMsgSize)}
+	if s.grpcStreamWorkers > 0 {
+		grpcOpts = append(grpcOpts, grpc.NumStreamWorkers(uint32(s.grpcStreamWorkers)))
+	}
 	if grpcTLS != nil {
 		grpcOpts = append(grpcOpts, grpc.Creds(credentials.NewTLS(grpcTLS)))
 	}
@@ -216,10 +224,10 @@ func serve(ctx context.Context, s settings, log *slog.Logger) error {
 		}))
 	}
 	grpcMetrics := newGRPCMetrics(reg)
-	grpcOpts = append(grpcOpts, grpcMetricsOptions(grpcMetrics)...)
+	grpcOpts = append(grpcOpts, grpcMetrics.serverOptions()...)
 	gs := grpc.NewServer(grpcOpts...)
 	srv.Register(gs)
-	grpcMetrics.InitializeMetrics(gs)
+	grpcMetrics.initialize(gs)
 	admin, err := srv.NewAdmin(server.AdminOptions{Tokens: tokens, Store: store, Watcher: ovWatcher})
 	if err != nil {
 		grpcLis.Close()

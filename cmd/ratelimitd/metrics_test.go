@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"maps"
 	"net"
 	"os"
@@ -10,6 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // docMetrics reads the metrics table of docs/operations.md (the rows of
@@ -125,6 +131,58 @@ func TestMetricsAreDocumented(t *testing.T) {
 	for _, name := range slices.Sorted(maps.Keys(documented)) {
 		if _, ok := served[name]; !ok {
 			t.Errorf("docs/operations.md lists %s, which no ratelimitd serves", name)
+		}
+	}
+}
+
+// TestGRPCMetricsCount checks the gRPC server series against known calls:
+// two ShouldRateLimit calls answered, one refused as InvalidArgument, and
+// a health Watch stream that receives one message and sends one.
+func TestGRPCMetricsCount(t *testing.T) {
+	dir := t.TempDir()
+	writeConfig(t, filepath.Join(dir, "config.yaml"), e2eConfig(1))
+	grpcAddr, httpAddr, stop := runInProcess(t, map[string]string{
+		"RATELIMITD_GRPC_ADDR":      "127.0.0.1:0",
+		"RATELIMITD_HTTP_ADDR":      "127.0.0.1:0",
+		"RATELIMITD_CONFIG":         dir,
+		"RATELIMITD_LOG_FORMAT":     "json",
+		"RATELIMITD_OVERRIDES_FILE": filepath.Join(dir, "overrides.json"),
+	})
+	defer stop()
+	c := dial(t, grpcAddr)
+	c.call(t, "e2e", descriptor("user", "a"))
+	c.call(t, "e2e", descriptor("user", "b"))
+	ctx, cancel := context.WithTimeout(context.Background(), patience)
+	defer cancel()
+	if _, err := c.rl.ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("empty request: %v, want InvalidArgument", err)
+	}
+	w, err := healthpb.NewHealthClient(c.conn).Watch(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	cancel() // ends the stream: it is then counted as handled
+	_, body := get(t, httpAddr, "/metrics")
+	rls := `grpc_method="ShouldRateLimit",grpc_service="envoy.service.ratelimit.v3.RateLimitService",grpc_type="unary"`
+	watch := `grpc_method="Watch",grpc_service="grpc.health.v1.Health",grpc_type="server_stream"`
+	for _, want := range []string{
+		`grpc_server_started_total{` + rls + `} 3`,
+		`grpc_server_msg_received_total{` + rls + `} 3`,
+		`grpc_server_msg_sent_total{` + rls + `} 2`,
+		`grpc_server_handled_total{grpc_code="OK",` + rls + `} 2`,
+		`grpc_server_handled_total{grpc_code="InvalidArgument",` + rls + `} 1`,
+		`grpc_server_handled_total{grpc_code="Unavailable",` + rls + `} 0`,
+		`grpc_server_handling_seconds_count{` + rls + `} 3`,
+		`grpc_server_started_total{` + watch + `} 1`,
+		`grpc_server_msg_received_total{` + watch + `} 1`,
+		`grpc_server_msg_sent_total{` + watch + `} 1`,
+		`grpc_server_started_total{grpc_method="Check",grpc_service="grpc.health.v1.Health",grpc_type="unary"} 0`,
+	} {
+		if !strings.Contains(body, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
 		}
 	}
 }

@@ -81,6 +81,8 @@ type settings struct {
 	maxConnectionAgeGrace time.Duration
 	drainTimeout          time.Duration
 	grpcMaxRecvMsgSize    int
+	grpcStreamWorkers     int
+	gcPercent             int
 
 	// TLS of the gRPC and HTTP listeners (tls.go).
 	tlsCert, tlsKey string
@@ -124,6 +126,20 @@ type redisSettings struct {
 // hundred bytes to a few KiB, so 4 MiB leaves room for a thousand times
 // that while bounding what one call makes the server allocate.
 const defaultMaxRecvMsgSize = 4 << 20
+
+// Runtime defaults, chosen by measurement (docs/benchmarks.md): gRPC's
+// goroutine per call grows a fresh stack on every call (the handler's
+// frames pass 8 KiB), which cost about a fifth of the CPU under load;
+// long-lived workers keep theirs. Beyond the workers, a call still gets a
+// goroutine of its own, so the count bounds nothing. The allocation rate
+// per call is small but steady, so the collector's default target (100)
+// runs it often for a heap of a few MiB; 400 trades a few MiB of heap for
+// fewer collections.
+const (
+	defaultStreamWorkers = 64
+	maxStreamWorkers     = 1 << 16
+	defaultGCPercent     = 400
+)
 
 // maxMaxRecvMsgSize bounds -grpc-max-recv-msg-size: the largest request the
 // request bounds let through is about 512 MiB, so more only lets a caller
@@ -222,6 +238,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&s.maxConnectionAgeGrace, "max-connection-age-grace", 10*time.Second, "`time` a connection closed for its age gets to finish its calls")
 	fs.DurationVar(&s.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, `time` in-flight calls get to finish before they are cut")
 	fs.IntVar(&s.grpcMaxRecvMsgSize, "grpc-max-recv-msg-size", defaultMaxRecvMsgSize, "largest gRPC request in `bytes`; a larger one is refused with RESOURCE_EXHAUSTED before it is decoded")
+	fs.IntVar(&s.grpcStreamWorkers, "grpc-stream-workers", defaultStreamWorkers, "`number` of long-lived goroutines serving gRPC calls (their grown stacks are reused); 0 starts a goroutine per call, as gRPC does by default")
+	fs.IntVar(&s.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target `percent` (GOGC): heap growth allowed between collections; a GOGC environment variable wins")
 
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate `file` of the gRPC and HTTP listeners (with -tls-key); reloaded when it changes")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM key `file` of the gRPC and HTTP listeners")
@@ -312,6 +330,12 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if s.grpcMaxRecvMsgSize <= 0 || s.grpcMaxRecvMsgSize > maxMaxRecvMsgSize {
 		return s, fmt.Errorf("-grpc-max-recv-msg-size must be from 1 to %d bytes, not %d", maxMaxRecvMsgSize, s.grpcMaxRecvMsgSize)
+	}
+	if s.grpcStreamWorkers < 0 || s.grpcStreamWorkers > maxStreamWorkers {
+		return s, fmt.Errorf("-grpc-stream-workers must be from 0 to %d, not %d", maxStreamWorkers, s.grpcStreamWorkers)
+	}
+	if s.gcPercent < -1 || s.gcPercent == 0 {
+		return s, fmt.Errorf("-gc-percent must be positive, or -1 to turn the collector off, not %d", s.gcPercent)
 	}
 	if s.overridesPoll <= 0 || s.overridesPoll > time.Second {
 		return s, fmt.Errorf("-overrides-poll must be from 1ms to 1s (every replica sees a change within it), not %s", s.overridesPoll)
