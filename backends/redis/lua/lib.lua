@@ -89,11 +89,11 @@ local function ticks(amount, length)
   return u, p
 end
 
--- st builds a state of NSTATE integers, missing ones 0.
-local function st(...)
-  local s = {...}
-  for i = 1, NSTATE do s[i] = s[i] or 0 end
-  return s
+-- st builds a state of NSTATE (8) integers, missing ones 0. It is
+-- written out, not a loop over {...}: it runs for every decision.
+assert(NSTATE == 8, 'lib.lua: st, decode and encode expect 8 state fields')
+local function st(a, b, c, d, e, f, g, h)
+  return {a or 0, b or 0, c or 0, d or 0, e or 0, f or 0, g or 0, h or 0}
 end
 
 -- A decision is {allowed (0|1), remaining, resetAfter, retryAfter, count};
@@ -431,24 +431,28 @@ local function expiry(id, l, s)
   return algo(id)[2](l, s)
 end
 
--- Stored form of a state: its NSTATE integers in decimal, space separated.
+-- Stored form of a state: its integers in decimal, space separated, up to
+-- the last one that is not 0 (a fixed window stores 2 or 3 of its 8). One
+-- string.format call per state: it runs for every key written.
+local FMT = {'%d'}
+for n = 2, NSTATE do FMT[n] = FMT[n - 1] .. ' %d' end
 local function encode(s)
-  local parts = {}
-  for i = 1, NSTATE do parts[i] = string.format('%d', s[i] or 0) end
-  return table.concat(parts, ' ')
+  local n = NSTATE
+  while n > 1 and (s[n] or 0) == 0 do n = n - 1 end
+  return string.format(FMT[n], unpack(s, 1, n))
 end
 
--- decode reads a stored state; missing fields are 0 (a state written
--- before State grew).
+-- decode reads a stored state; missing fields are 0 (trimmed by encode,
+-- or a state written before State grew).
+local find, sub = string.find, string.sub
 local function decode(v)
-  local s = {}
-  for i = 1, NSTATE do s[i] = 0 end
+  local s = {0, 0, 0, 0, 0, 0, 0, 0}
   if v then
-    local i = 1
-    for n in string.gmatch(v, '%-?%d+') do
-      if i > NSTATE then break end
-      s[i] = tonumber(n)
-      i = i + 1
+    local i, p, len = 1, 1, #v
+    while i <= NSTATE and p <= len do
+      local q = find(v, ' ', p, true) or len + 1
+      s[i] = tonumber(sub(v, p, q - 1)) or 0
+      i, p = i + 1, q + 1
     end
   end
   return s
