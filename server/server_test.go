@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -715,10 +716,13 @@ func checkAnswer(t *testing.T, e *env, req *rlsv3.RateLimitRequest) {
 	}
 }
 
+// BenchmarkShouldRateLimit calls the handler directly: matching, keys,
+// the memory backend, statuses and metrics, without gRPC. BackendTimeout
+// is off, as ratelimitd runs the memory backend (no I/O to bound).
 func BenchmarkShouldRateLimit(b *testing.B) {
 	for _, n := range []int{1, 16} {
 		b.Run(map[int]string{1: "descriptors=1", 16: "descriptors=16"}[n], func(b *testing.B) {
-			e := newEnv(b, testConfig, Options{Mode: backends.ChargeAlways})
+			e := newEnv(b, testConfig, Options{Mode: backends.ChargeAlways, BackendTimeout: -1})
 			req := &rlsv3.RateLimitRequest{Domain: "test"}
 			kinds := []*commonv3.RateLimitDescriptor{
 				desc("key1", "value1"), desc("key1", "other"), desc("path", "/api/x"), desc("nested", "a", "inner", "b"),
@@ -731,6 +735,33 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				if _, err := e.s.ShouldRateLimit(ctx, req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkShouldRateLimitGRPC is BenchmarkShouldRateLimit through a gRPC
+// client and server over bufconn (in memory, no syscalls): encoding,
+// decoding and gRPC's own allocations included. allocs/op counts both
+// sides of the call.
+func BenchmarkShouldRateLimitGRPC(b *testing.B) {
+	for _, n := range []int{1, 4, 16} {
+		b.Run(fmt.Sprintf("descriptors=%d", n), func(b *testing.B) {
+			e := newEnv(b, testConfig, Options{Mode: backends.ChargeAlways, BackendTimeout: -1})
+			req := &rlsv3.RateLimitRequest{Domain: "test"}
+			kinds := []*commonv3.RateLimitDescriptor{
+				desc("key1", "value1"), desc("key1", "other"), desc("path", "/api/x"), desc("nested", "a", "inner", "b"),
+			}
+			for i := range n {
+				req.Descriptors = append(req.Descriptors, kinds[i%len(kinds)])
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := e.rls.ShouldRateLimit(ctx, req); err != nil {
 					b.Fatal(err)
 				}
 			}
