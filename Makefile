@@ -1,6 +1,11 @@
 # make test   gofmt check, go vet, go test -race, a short run of every fuzz target
 # make build  builds bin/ratelimitd
 # make run    runs the server with the quickstart config
+# make bench  runs the standard benchmark scenarios (cmd/internal/benchsuite)
+#             against bin/: starts Redis, a Redis Cluster and ratelimitd on
+#             loopback and rewrites the generated part of docs/benchmarks.md
+#             and docs/img/bench-*.png (about 6 minutes). BENCHFLAGS adds
+#             flags, e.g. BENCHFLAGS='-repeat 3 -json bench.json'.
 # make proto  lints proto/ and regenerates its Go code (buf and the protoc
 #             plugins are pinned Go tool dependencies: go.mod's tool block)
 #
@@ -11,7 +16,7 @@ GO        ?= go
 FUZZTIME  ?= 100000x
 BIN       ?= bin
 
-.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean proto
+.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean proto bench
 
 all: test
 
@@ -68,6 +73,11 @@ ensure-deps:
 build:
 	$(GO) build -o $(BIN)/ratelimitd ./cmd/ratelimitd
 	$(GO) build -o $(BIN)/ratelimitctl ./cmd/ratelimitctl
+
+BENCHFLAGS ?=
+
+bench: ensure-deps build
+	$(GO) run ./cmd/internal/benchsuite -bin $(BIN) $(BENCHFLAGS)
 
 proto:
 	$(GO) tool buf lint

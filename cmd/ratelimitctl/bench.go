@@ -24,6 +24,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,11 +50,20 @@ The run stops after -duration, or after -requests calls, whichever comes
 first (-requests alone runs without a time limit). Each request has
 -descriptors descriptors with one entry, -entry-key=VALUE, VALUE one of -keys
 keys (k0, k1, ...) picked by -dist, or "hot" with -hot; descriptor i > 0
-gets the value suffixed with .i, so that each is its own bucket.
+gets the value suffixed with .i, so that each is its own bucket. -dist seq
+gives every descriptor of every call the next key in order instead (k0,
+k1, ..., wrapping at -keys, no suffix): -requests K/D calls of D
+descriptors create K buckets. -over-limit F sends that fraction of the
+requests with the value "over" (give it a tiny limit in the config, e.g.
+1 per hour, so that they are refused).
+
+-addr may list several addresses, comma-separated: the connections are
+spread over them in turn (several replicas).
 
 -noop-server starts an in-process server that answers OK without doing
 anything and loads it instead of -addr: the ceiling of this machine and
-of ratelimitctl itself, to compare with a real run.
+of ratelimitctl itself, to compare with a real run. 'ratelimitctl
+noop-server' is the same server as a process of its own.
 
 Exits 0 when the run completes, 1 when no call succeeded.
 `
@@ -74,9 +84,10 @@ type benchOptions struct {
 	maxInflight    int
 	domain, key    string
 	keys           int
-	dist           string // uniform or zipf
+	dist           string // uniform, zipf or seq
 	hot            bool
 	descriptors    int
+	overLimit      float64 // fraction of requests with the value "over"
 	progress       bool
 }
 
@@ -104,6 +115,7 @@ type benchJSON struct {
 	Keys            int              `json:"keys"`
 	Dist            string           `json:"dist"`
 	Descriptors     int              `json:"descriptors"`
+	OverLimitShare  float64          `json:"over_limit_fraction"`
 	DurationSeconds float64          `json:"duration_seconds"`
 	Count           int64            `json:"count"`
 	CallsPerSecond  float64          `json:"calls_per_second"`
@@ -128,9 +140,10 @@ func (c *cli) bench(args []string) int {
 	fs.StringVar(&o.domain, "domain", "bench", "the requests' `domain`")
 	fs.StringVar(&o.key, "entry-key", "api_key", "the descriptor entry's `key` (-key is the mTLS client key)")
 	fs.IntVar(&o.keys, "keys", 1000, "`number` of distinct entry values, k0 to kK-1")
-	fs.StringVar(&o.dist, "dist", "uniform", "how values are picked: uniform or zipf (s=1.1, k0 the most frequent)")
+	fs.StringVar(&o.dist, "dist", "uniform", "how values are picked: uniform, zipf (s=1.1, k0 the most frequent) or seq (every descriptor the next value in order, wrapping at -keys)")
 	fs.BoolVar(&o.hot, "hot", false, "every request uses one value, \"hot\" (-keys and -dist are ignored)")
 	fs.IntVar(&o.descriptors, "descriptors", 1, "`number` of descriptors per request")
+	fs.Float64Var(&o.overLimit, "over-limit", 0, "`fraction` (0 to 1) of requests whose value is \"over\" (configure a tiny limit for it)")
 	noop := fs.Bool("noop-server", false, "load an in-process server that answers OK and does nothing (ignores -addr and TLS)")
 	quiet := fs.Bool("q", false, "no progress line on standard error")
 	cf := addConn(fs, false)
@@ -155,7 +168,7 @@ func (c *cli) bench(args []string) int {
 	}
 	doc := benchJSON{NoopServer: *noop}
 	if *noop {
-		srv, err := startNoopServer()
+		srv, err := startNoopServer("127.0.0.1:0")
 		if err != nil {
 			return c.failf(exitError, "no-op server: %v", err)
 		}
@@ -164,14 +177,23 @@ func (c *cli) bench(args []string) int {
 		cf.tls, cf.ca, cf.cert, cf.key = false, "", "", ""
 	}
 	doc.Target = cf.addr
+	addrs, err := splitAddrs(cf.addr)
+	if err != nil {
+		return c.usagef("%v", err)
+	}
+	if o.conns < len(addrs) {
+		return c.usagef("-conns %d is less than the %d addresses of -addr: some would get no connection", o.conns, len(addrs))
+	}
 	conns := make([]*conn, 0, o.conns)
 	defer func() {
 		for _, cn := range conns {
 			cn.close()
 		}
 	}()
-	for range o.conns {
-		cn, err := c.dial(cf)
+	for i := range o.conns {
+		one := *cf
+		one.addr = addrs[i%len(addrs)]
+		cn, err := c.dial(&one)
 		if err != nil {
 			return c.usagef("%v", err)
 		}
@@ -188,6 +210,19 @@ func (c *cli) bench(args []string) int {
 		return c.failf(exitError, "every call failed")
 	}
 	return exitOK
+}
+
+// splitAddrs splits -addr's comma-separated list of addresses.
+func splitAddrs(list string) ([]string, error) {
+	var addrs []string
+	for a := range strings.SplitSeq(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			return nil, fmt.Errorf("-addr %q: empty address in the list", list)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
 }
 
 // check reports the first bad setting; set holds the flags given.
@@ -211,10 +246,12 @@ func (o *benchOptions) check(set map[string]bool) error {
 		return errors.New("-entry-key is empty")
 	case o.keys < 1:
 		return errors.New("-keys must be at least 1")
-	case o.dist != "uniform" && o.dist != "zipf":
-		return fmt.Errorf("-dist %q: want uniform or zipf", o.dist)
+	case o.dist != "uniform" && o.dist != "zipf" && o.dist != "seq":
+		return fmt.Errorf("-dist %q: want uniform, zipf or seq", o.dist)
 	case o.descriptors < 1:
 		return errors.New("-descriptors must be at least 1")
+	case !(o.overLimit >= 0 && o.overLimit <= 1): // NaN too
+		return errors.New("-over-limit must be between 0 and 1")
 	}
 	if o.hot {
 		o.keys, o.dist = 1, "uniform"
@@ -223,20 +260,27 @@ func (o *benchOptions) check(set map[string]bool) error {
 }
 
 // keyPicker picks entry values; it is not safe for concurrent use (each
-// worker has its own).
+// worker has its own), except for seq, which the workers share.
 type keyPicker struct {
-	hot  bool
-	n    int
-	r    *rand.Rand
-	zipf *rand.Zipf // nil: uniform
+	hot       bool
+	n         int
+	overLimit float64
+	r         *rand.Rand
+	zipf      *rand.Zipf    // nil: uniform
+	seq       *atomic.Int64 // -dist seq: the next value's number; nil otherwise
 }
 
-// newKeyPicker returns a picker over keys values, seeded with seed.
-func newKeyPicker(o benchOptions, seed uint64) *keyPicker {
+// newKeyPicker returns a picker over keys values, seeded with seed. With
+// -dist seq, every picker of a run must share one counter, seq.
+func newKeyPicker(o benchOptions, seed uint64, seq *atomic.Int64) *keyPicker {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	p := &keyPicker{hot: o.hot, n: o.keys, r: r}
-	if o.dist == "zipf" && o.keys > 1 {
+	p := &keyPicker{hot: o.hot, n: o.keys, overLimit: o.overLimit, r: r}
+	switch {
+	case o.hot:
+	case o.dist == "zipf" && o.keys > 1:
 		p.zipf = rand.NewZipf(r, 1.1, 1, uint64(o.keys-1))
+	case o.dist == "seq":
+		p.seq = seq
 	}
 	return p
 }
@@ -252,19 +296,35 @@ func (p *keyPicker) index() int {
 	return p.r.IntN(p.n)
 }
 
+// overValue is the value of the -over-limit share of the requests.
+const overValue = "over"
+
 // request builds the next request.
 func (p *keyPicker) request(o benchOptions) *rlsv3.RateLimitRequest {
+	req := &rlsv3.RateLimitRequest{Domain: o.domain, Descriptors: make([]*commonv3.RateLimitDescriptor, o.descriptors)}
+	entry := func(value string) *commonv3.RateLimitDescriptor {
+		return &commonv3.RateLimitDescriptor{Entries: []*commonv3.RateLimitDescriptor_Entry{{Key: o.key, Value: value}}}
+	}
 	v := "hot"
-	if !p.hot {
+	switch {
+	case p.overLimit > 0 && p.r.Float64() < p.overLimit:
+		v = overValue
+	case p.seq != nil:
+		// Each descriptor its own value, taken in order by every worker.
+		first := p.seq.Add(int64(o.descriptors)) - int64(o.descriptors)
+		for i := range req.Descriptors {
+			req.Descriptors[i] = entry("k" + strconv.FormatInt((first+int64(i))%int64(p.n), 10))
+		}
+		return req
+	case !p.hot:
 		v = "k" + strconv.Itoa(p.index())
 	}
-	req := &rlsv3.RateLimitRequest{Domain: o.domain, Descriptors: make([]*commonv3.RateLimitDescriptor, o.descriptors)}
 	for i := range req.Descriptors {
 		value := v
 		if i > 0 {
 			value += "." + strconv.Itoa(i)
 		}
-		req.Descriptors[i] = &commonv3.RateLimitDescriptor{Entries: []*commonv3.RateLimitDescriptor_Entry{{Key: o.key, Value: value}}}
+		req.Descriptors[i] = entry(value)
 	}
 	return req
 }
@@ -307,7 +367,7 @@ func (c *cli) runBench(o benchOptions, conns []*conn) *benchResult {
 		stop, cancel = context.WithDeadline(stop, deadline)
 		defer cancel()
 	}
-	var tickets, done, failed atomic.Int64
+	var tickets, done, failed, seq atomic.Int64
 	interval := time.Duration(0)
 	if o.rate > 0 {
 		interval = time.Duration(float64(time.Second) / o.rate)
@@ -319,7 +379,7 @@ func (c *cli) runBench(o benchOptions, conns []*conn) *benchResult {
 			sh := shards[w%len(shards)]
 			cn := conns[w%len(conns)]
 			client := rlsv3.NewRateLimitServiceClient(cn.cc)
-			p := newKeyPicker(o, uint64(start.UnixNano())+uint64(w)*0x632be59bd9b4e019)
+			p := newKeyPicker(o, uint64(start.UnixNano())+uint64(w)*0x632be59bd9b4e019, &seq)
 			timer := time.NewTimer(time.Hour)
 			timer.Stop()
 			for stop.Err() == nil {
@@ -421,6 +481,7 @@ func (r *benchResult) fill(doc *benchJSON, o benchOptions) {
 	}
 	doc.Callers, doc.Conns, doc.Rate, doc.MaxInflight = o.callers, o.conns, o.rate, o.maxInflight
 	doc.Domain, doc.Key, doc.Keys, doc.Dist, doc.Descriptors = o.domain, o.key, o.keys, o.dist, o.descriptors
+	doc.OverLimitShare = o.overLimit
 	if o.hot {
 		doc.Dist = "hot"
 	}
@@ -459,7 +520,11 @@ func (c *cli) printBench(doc benchJSON) {
 	t := newTable(c.stdout)
 	t.row("target", target)
 	t.row("mode", mode)
-	t.row("requests", fmt.Sprintf("domain %s, %s=<%s>, %d descriptors per request", doc.Domain, doc.Key, keys, doc.Descriptors))
+	requests := fmt.Sprintf("domain %s, %s=<%s>, %d descriptors per request", doc.Domain, doc.Key, keys, doc.Descriptors)
+	if doc.OverLimitShare > 0 {
+		requests += fmt.Sprintf(", %g%% %q", doc.OverLimitShare*100, overValue)
+	}
+	t.row("requests", requests)
 	t.row("duration", (time.Duration(doc.DurationSeconds * float64(time.Second))).Round(time.Millisecond).String())
 	t.row("calls", fmt.Sprintf("%d (%.1f/s)", doc.Count, doc.CallsPerSecond))
 	t.row("ok", strconv.FormatInt(doc.OK, 10))
@@ -498,10 +563,10 @@ func (*noopServer) ShouldRateLimit(context.Context, *rlsv3.RateLimitRequest) (*r
 	return &rlsv3.RateLimitResponse{OverallCode: rlsv3.RateLimitResponse_OK}, nil
 }
 
-// startNoopServer serves a noopServer on 127.0.0.1 at a free port until
-// stop.
-func startNoopServer() (*noopServer, error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+// startNoopServer serves a noopServer on addr (host:port; port 0 picks a
+// free one) until stop.
+func startNoopServer(addr string) (*noopServer, error) {
+	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -515,4 +580,35 @@ func startNoopServer() (*noopServer, error) {
 func (s *noopServer) stop() {
 	s.srv.Stop()
 	s.wg.Wait()
+}
+
+const noopServerHelp = `Serves the no-op RateLimitService of bench -noop-server as a process of
+its own: every ShouldRateLimit is answered OK without doing anything. It
+prints "serving on ADDR" once it listens and serves until interrupted
+(SIGINT or SIGTERM), with gRPC's and Go's default settings.
+
+Loading it with bench from another process measures what a separate
+ratelimitd process could at best reach on this machine: the fair ceiling
+for ratelimitd, whereas bench -noop-server shares the load tool's runtime.
+`
+
+// noopServe is the noop-server command.
+func (c *cli) noopServe(args []string) int {
+	fs := c.flagSet()
+	listen := fs.String("listen", defaultAddr, "`host:port` to listen on; port 0 picks a free port")
+	pos, code, ok := c.parse(fs, args, false)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return c.usagef("unexpected argument %q", pos[0])
+	}
+	srv, err := startNoopServer(*listen)
+	if err != nil {
+		return c.failf(exitError, "%v", err)
+	}
+	fmt.Fprintf(c.stdout, "serving on %s\n", srv.addr)
+	<-c.ctx.Done()
+	srv.stop()
+	return exitOK
 }

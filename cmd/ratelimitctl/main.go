@@ -14,6 +14,7 @@
 //	ratelimitctl inspect -domain D key=value...
 //	ratelimitctl reset -domain D key=value...
 //	ratelimitctl config [-rules]
+//	ratelimitctl noop-server [-listen ADDR]
 //	ratelimitctl version | help [command]
 //
 // Flags may come before, between or after the arguments. VALUE is a limit

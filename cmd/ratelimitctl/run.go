@@ -58,6 +58,7 @@ func commands() []*command {
 		{name: "explain", args: "-config PATH [-domain D] [flags] key=value...", summary: "which rule a descriptor matches, its limits and bucket keys (offline)", help: explainHelp, run: (*cli).explain},
 		{name: "check", args: "-domain D [-hits N] [flags] key=value... [-- key=value...]", summary: "send one ShouldRateLimit and print the answer", help: checkHelp, run: (*cli).check},
 		{name: "bench", args: "[-callers N] [-conns M] [-rate R] [-duration D | -requests N] [-noop-server] [flags]", summary: "load a ShouldRateLimit server and report calls/s and latency percentiles", help: benchHelp, run: (*cli).bench},
+		{name: "noop-server", args: "[-listen ADDR]", summary: "serve a ShouldRateLimit that answers OK and does nothing: bench's ceiling, in a process of its own", help: noopServerHelp, run: (*cli).noopServe},
 		{name: "limits set", args: "-domain D [-reason TEXT] [-algorithm A] [-burst N] [flags] key=value... VALUE", summary: "set the runtime limit of the descriptors with these entries", help: limitsSetHelp, run: (*cli).limitsSet},
 		{name: "limits get", args: "-domain D [flags] key=value...", summary: "show the override set for exactly these entries", run: (*cli).limitsGet},
 		{name: "limits unset", args: "-domain D [flags] key=value...", summary: "remove the override set for exactly these entries", run: (*cli).limitsUnset},
