@@ -28,7 +28,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -75,7 +74,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if getenv("GOGC") == "" {
 		// The runtime has read GOGC itself when it is set.
-		debug.SetGCPercent(s.gcPercent)
+		go newGCTuner(s.gcPercent, uint64(s.gcHeadroom)).run(ctx)
 	}
 	if err := serve(ctx, s, log); err != nil {
 		log.Error("ratelimitd stopped", "error", err)

@@ -83,6 +83,7 @@ type settings struct {
 	grpcMaxRecvMsgSize    int
 	grpcStreamWorkers     int
 	gcPercent             int
+	gcHeadroom            int64
 
 	// TLS of the gRPC and HTTP listeners (tls.go).
 	tlsCert, tlsKey string
@@ -131,14 +132,14 @@ const defaultMaxRecvMsgSize = 4 << 20
 // goroutine per call grows a fresh stack on every call (the handler's
 // frames pass 8 KiB), which cost about a fifth of the CPU under load;
 // long-lived workers keep theirs. Beyond the workers, a call still gets a
-// goroutine of its own, so the count bounds nothing. The allocation rate
-// per call is small but steady, so the collector's default target (100)
-// runs it often for a heap of a few MiB; 400 trades a few MiB of heap for
-// fewer collections.
+// goroutine of its own, so the count bounds nothing. The collector's
+// target keeps Go's 100 % for large heaps, with a floor of 64 MiB of
+// growth between collections (gcTuner in gc.go).
 const (
 	defaultStreamWorkers = 64
 	maxStreamWorkers     = 1 << 16
-	defaultGCPercent     = 400
+	defaultGCPercent     = 100
+	defaultGCHeadroom    = 64 << 20
 )
 
 // maxMaxRecvMsgSize bounds -grpc-max-recv-msg-size: the largest request the
@@ -239,7 +240,8 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&s.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM or SIGINT, `time` in-flight calls get to finish before they are cut")
 	fs.IntVar(&s.grpcMaxRecvMsgSize, "grpc-max-recv-msg-size", defaultMaxRecvMsgSize, "largest gRPC request in `bytes`; a larger one is refused with RESOURCE_EXHAUSTED before it is decoded")
 	fs.IntVar(&s.grpcStreamWorkers, "grpc-stream-workers", defaultStreamWorkers, "`number` of long-lived goroutines serving gRPC calls (their grown stacks are reused); 0 starts a goroutine per call, as gRPC does by default")
-	fs.IntVar(&s.gcPercent, "gc-percent", defaultGCPercent, "Go garbage collector target `percent` (GOGC): heap growth allowed between collections; a GOGC environment variable wins")
+	fs.IntVar(&s.gcPercent, "gc-percent", defaultGCPercent, "heap growth allowed between garbage collections, in `percent` of the live heap (GOGC), at least -gc-headroom; -1 turns the collector off; a GOGC environment variable replaces both")
+	fs.Int64Var(&s.gcHeadroom, "gc-headroom", defaultGCHeadroom, "heap growth in `bytes` always allowed between garbage collections, however small the live heap; 0 leaves -gc-percent alone")
 
 	fs.StringVar(&s.tlsCert, "tls-cert", "", "PEM certificate `file` of the gRPC and HTTP listeners (with -tls-key); reloaded when it changes")
 	fs.StringVar(&s.tlsKey, "tls-key", "", "PEM key `file` of the gRPC and HTTP listeners")
@@ -336,6 +338,9 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	}
 	if s.gcPercent < -1 || s.gcPercent == 0 {
 		return s, fmt.Errorf("-gc-percent must be positive, or -1 to turn the collector off, not %d", s.gcPercent)
+	}
+	if s.gcHeadroom < 0 {
+		return s, fmt.Errorf("-gc-headroom must not be negative, not %d", s.gcHeadroom)
 	}
 	if s.overridesPoll <= 0 || s.overridesPoll > time.Second {
 		return s, fmt.Errorf("-overrides-poll must be from 1ms to 1s (every replica sees a change within it), not %s", s.overridesPoll)
