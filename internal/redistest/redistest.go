@@ -236,6 +236,15 @@ type Server struct {
 // the test ends.
 func Standalone(t T) *Server {
 	t.Helper()
+	return StandaloneArgs(t)
+}
+
+// StandaloneArgs is Standalone with extra redis-server arguments, which come
+// after the defaults and so override them: "--appendonly", "yes",
+// "--appendfsync", "always" makes a server that Restart brings back with its
+// data (the log stays in the server's directory, which Restart reuses).
+func StandaloneArgs(t T, extra ...string) *Server {
+	t.Helper()
 	Require(t)
 	// A unix socket path is limited to 107 bytes: keep it short rather
 	// than under t.TempDir(), whose name grows with the test's.
@@ -245,7 +254,7 @@ func Standalone(t T) *Server {
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "redis.sock")
-	p, addr := startServer(t, "standalone", "--unixsocket", sock, "--unixsocketperm", "700")
+	p, addr := startServer(t, "standalone", append([]string{"--unixsocket", sock, "--unixsocketperm", "700"}, extra...)...)
 	s := &Server{Addr: addr, Socket: sock, t: t, p: p}
 	t.Cleanup(s.Kill)
 	return s
@@ -315,9 +324,10 @@ func (s *Server) Resume() {
 	s.p.resume()
 }
 
-// Restart kills the server if it runs and starts it again, empty, on the
-// same address, and waits until it answers PING. It fails the test if the
-// port was taken in between.
+// Restart kills the server if it runs and starts it again on the same
+// address, and waits until it answers PING. It comes back empty, unless it
+// was started by StandaloneArgs with persistence on. It fails the test if
+// the port was taken in between.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.mu.Lock()

@@ -29,6 +29,25 @@ func TestStandaloneKillRestart(t *testing.T) {
 	}
 }
 
+func TestStandaloneArgsPersists(t *testing.T) {
+	s := StandaloneArgs(t, "--appendonly", "yes", "--appendfsync", "always")
+	c := s.Client(t)
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill()
+	s.Restart()
+	// With an append-only log fsynced on every write, a SIGKILL loses
+	// nothing that was answered.
+	if err := poll(5*time.Second, func(ctx context.Context) error { return c.Ping(ctx).Err() }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET k after restart = %q, %v; want v", v, err)
+	}
+}
+
 func TestSentinelFailover(t *testing.T) {
 	s := Sentinel(t)
 	s.KillMaster()
