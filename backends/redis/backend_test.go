@@ -122,12 +122,13 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
-// TestNoscript flushes the script cache: the next call loads it again.
+// TestNoscript flushes the script cache with Functions off: the next call
+// loads the script again.
 func TestNoscript(t *testing.T) {
 	t.Run("standalone", func(t *testing.T) {
 		s := redistest.Standalone(t)
 		for _, window := range []time.Duration{0, 100 * time.Microsecond} {
-			b := newBackend(t, redis.Options{Addrs: []string{s.Addr}, ClientTime: true, BatchWindow: window})
+			b := newBackend(t, redis.Options{Addrs: []string{s.Addr}, ClientTime: true, BatchWindow: window, DisableFunctions: true})
 			key := fmt.Sprint("ns", window)
 			apply(t, b, backendtest.Base, aon, req(key, perMinute(5), 1))
 			reloads := b.Stats().NoscriptReloads
@@ -145,7 +146,7 @@ func TestNoscript(t *testing.T) {
 	})
 	t.Run("cluster", func(t *testing.T) {
 		c := redistest.Cluster(t)
-		b := newBackend(t, redis.Options{Topology: redis.Cluster, Addrs: c.Addrs, ClientTime: true})
+		b := newBackend(t, redis.Options{Topology: redis.Cluster, Addrs: c.Addrs, ClientTime: true, DisableFunctions: true})
 		reqs := []backends.Request{req("a", perMinute(5), 1), req("b", perMinute(5), 1), req("c", perMinute(5), 1)}
 		apply(t, b, backendtest.Base, aon, reqs...)
 		reloads := b.Stats().NoscriptReloads

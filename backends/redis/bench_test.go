@@ -3,6 +3,8 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,6 +88,99 @@ func benchApply(b *testing.B, o redis.Options, par int) {
 	if st.Batches > 0 {
 		b.ReportMetric(float64(st.Calls)/float64(st.Batches), "calls/batch")
 	}
+}
+
+// BenchmarkCallCost measures what one call costs Redis itself: the
+// usec_per_call that INFO commandstats reports for FCALL (the library of
+// functions) and for EVALSHA (Options.DisableFunctions), for the same calls,
+// made alternately by one goroutine so that both meet the same load. Each
+// call decides 1 or 2 fixed-window buckets (BenchmarkApply's mix: 2 on one
+// hash tag). ns/op is the wall time of the pair of calls. Results in
+// docs/benchmarks.md:
+//
+//	go test -run '^$' -bench BenchmarkCallCost -benchtime 20000x -count 5 ./backends/redis
+func BenchmarkCallCost(b *testing.B) {
+	s := redistest.Standalone(b)
+	rc := s.Client(b)
+	ctx := context.Background()
+	l := algorithms.Limit{Rate: 1 << 50, Period: algorithms.Hour}
+	for _, nkeys := range []int{1, 2} {
+		b.Run(fmt.Sprintf("keys=%d", nkeys), func(b *testing.B) {
+			fn := newBenchBackend(b, redis.Options{Addrs: []string{s.Addr}, ClientTime: true})
+			sc := newBenchBackend(b, redis.Options{Addrs: []string{s.Addr}, ClientTime: true, DisableFunctions: true})
+			keys := func(p string) []backends.Request {
+				var reqs []backends.Request
+				for k := range nkeys {
+					reqs = append(reqs, backends.Request{Key: fmt.Appendf(nil, "{%s}%d", p, k), Limit: l, Hits: 1})
+				}
+				return reqs
+			}
+			fnReqs, scReqs := keys("fn"), keys("sc")
+			out := make([]algorithms.Decision, nkeys)
+			call := func(be *redis.Backend, reqs []backends.Request) {
+				ctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				if err := be.Apply(ctx, backendtest.Base, backends.AllOrNothing, reqs, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			call(fn, fnReqs) // loads the library and the script
+			call(sc, scReqs)
+			if err := rc.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for range b.N {
+				call(fn, fnReqs)
+				call(sc, scReqs)
+			}
+			b.StopTimer()
+			st := commandStats(b, rc)
+			if st["fcall"][0] != float64(b.N) || st["evalsha"][0] != float64(b.N) {
+				b.Fatalf("commandstats %v after %d calls each", st, b.N)
+			}
+			b.ReportMetric(st["fcall"][1], "fcall-µs/call")
+			b.ReportMetric(st["evalsha"][1], "evalsha-µs/call")
+		})
+	}
+}
+
+func newBenchBackend(b *testing.B, o redis.Options) *redis.Backend {
+	be, err := redis.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { be.Close() })
+	return be
+}
+
+// commandStats returns INFO commandstats as command name → {calls,
+// usec_per_call}.
+func commandStats(b *testing.B, rc *goredisClient) map[string][2]float64 {
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := map[string][2]float64{}
+	for _, line := range strings.Split(info, "\n") {
+		name, fields, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var v [2]float64
+		for _, f := range strings.Split(fields, ",") {
+			k, x, _ := strings.Cut(f, "=")
+			n, _ := strconv.ParseFloat(x, 64)
+			switch k {
+			case "calls":
+				v[0] = n
+			case "usec_per_call":
+				v[1] = n
+			}
+		}
+		m[strings.TrimPrefix(name, "cmdstat_")] = v
+	}
+	return m
 }
 
 func benchTopos() []string {

@@ -10,9 +10,27 @@ package redis
 // twins of package algorithms in lua/lib.lua) that reads every bucket of the
 // call, decides them exactly as algorithms.Decide does, charges them by the
 // call's Mode with backends/memory's two-pass rules, and writes them back
-// with a TTL, atomically and in one round trip. The script is sent with
-// EVALSHA; a NOSCRIPT reply (Redis restarted, SCRIPT FLUSH, failover) is
-// answered by sending the same invocations with EVAL, which loads it again.
+// with a TTL, atomically and in one round trip.
+//
+// The scripts run as Redis Functions where Redis has them (7.0 or later):
+// one library (see libTemplate in script.go) holds lib.lua, apply.lua and
+// refund.lua, and each invocation is one FCALL. A library is set up once
+// per Redis process, where an EVAL script runs lib.lua's top level again on
+// every call: 64k of the 199k instructions Redis spent on a call deciding
+// one bucket, 6 µs or more (docs/benchmarks.md, BenchmarkCallCost). The
+// library is loaded lazily: an FCALL answered "Function not found" (a new
+// or restarted Redis without persistence, FUNCTION FLUSH, a failover to a
+// replica that lacks it, a Cluster master that never had it) is answered
+// by FUNCTION LOAD (on every master, in a Cluster) and the same
+// invocations sent again once. Functions replicate and persist in RDB and
+// AOF, so that this happens about once per deployment. Where Redis has no
+// Functions (before 7.0: "unknown command"), or may not load them (ACL:
+// NOPERM), or the library does not load there, or Options.DisableFunctions
+// is set, the scripts are sent with EVALSHA for good; a NOSCRIPT reply
+// (Redis restarted, SCRIPT FLUSH, failover) is answered by sending the
+// same invocations with EVAL, which loads the script again. A reply that
+// says a function or script was missing means that it did not run, so
+// sending it again cannot charge twice.
 //
 // In a Cluster, the call's keys are grouped by hash slot, one invocation
 // per slot; all of them go into one pipeline, which go-redis splits per
@@ -54,6 +72,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,6 +139,14 @@ type Options struct {
 	// uses Redis's clock. Keys then live ClientTimeTTLMargin past their
 	// expiry, since Redis expires them on its own clock.
 	ClientTime bool
+	// DisableFunctions sends the scripts with EVALSHA even to a Redis that
+	// has Functions. By default the backend loads its library of functions
+	// (named ratelimitd_ and a digest of its code; it replicates and
+	// persists in RDB and AOF like data, and a new version of ratelimitd
+	// loads a new one beside it: FUNCTION DELETE removes an old one) and
+	// calls it with FCALL, which costs Redis less per call. Set it where
+	// loading a library is not wanted.
+	DisableFunctions bool
 }
 
 // Stats is a snapshot of a Backend's counters, for metrics.
@@ -135,6 +162,14 @@ type Stats struct {
 	// NoscriptReloads counts invocations sent again with EVAL after
 	// NOSCRIPT.
 	NoscriptReloads uint64
+	// FunctionLoads counts FUNCTION LOADs of the library after an FCALL was
+	// answered "Function not found" (in a Cluster, one per load on every
+	// master); FunctionReloads counts the invocations sent again after one.
+	FunctionLoads, FunctionReloads uint64
+	// Functions reports whether calls use FCALL: false once Redis said it
+	// has no Functions (or that the user may not use them), or when
+	// Options.DisableFunctions is set.
+	Functions bool
 	// Batches counts pipelines (or single commands) sent to Redis for
 	// Apply; Calls counts Apply calls that reached Redis. Calls/Batches is
 	// the mean batch size.
@@ -154,7 +189,11 @@ type Backend struct {
 	scripts    *scripts // by clock: the TTL margin differs
 	batch      *batcher // nil when batching is off
 
+	// functions is true while invocations go as FCALL (see exec).
+	functions atomic.Bool
+
 	scriptErrors, noscript, batches, calls, refunds, refundErrors atomic.Uint64
+	functionLoads, functionReloads                                atomic.Uint64
 
 	closed    atomic.Bool
 	closeOnce sync.Once
@@ -194,6 +233,7 @@ func New(o Options) (*Backend, error) {
 	if o.ClientTime {
 		b.scripts = clientClockScripts
 	}
+	b.functions.Store(!o.DisableFunctions)
 	switch topo {
 	case Standalone:
 		if len(o.Addrs) != 1 {
@@ -380,44 +420,164 @@ func (b *Backend) send(ctx context.Context, invs []*invocation) error {
 	return nil
 }
 
-// exec sends invs in one round trip (a pipeline when more than one) and
-// sends those answered NOSCRIPT again with EVAL. It returns an error only
-// when no reply could be had at all; per-invocation errors stay in cmd.
+// How exec sends an invocation.
+const (
+	viaFCall   = iota // FCALL of the library's function
+	viaEvalSha        // EVALSHA of the script's digest
+	viaEval           // EVAL of the script's source
+)
+
+// caller is what command needs of a client or a pipeline.
+type caller interface {
+	FCall(ctx context.Context, function string, keys []string, args ...any) *goredis.Cmd
+	EvalSha(ctx context.Context, sha1 string, keys []string, args ...any) *goredis.Cmd
+	Eval(ctx context.Context, script string, keys []string, args ...any) *goredis.Cmd
+}
+
+// exec sends invs in one round trip (a pipeline when more than one): as
+// FCALL while b.functions holds, else as EVALSHA. Those answered "Function
+// not found" are sent again after FUNCTION LOAD, those answered NOSCRIPT
+// with EVAL, once each; when Redis says it has no Functions, they go as
+// scripts from then on. It returns an error only when no reply could be had
+// at all; per-invocation errors stay in cmd.
 func (b *Backend) exec(ctx context.Context, invs []*invocation) error {
-	if len(invs) == 1 {
-		inv := invs[0]
-		inv.cmd = b.c.EvalSha(ctx, inv.script.Hash(), inv.keys, inv.args...)
-		if isNoScript(inv.cmd.Err()) {
-			b.noscript.Add(1)
-			inv.cmd = b.c.Eval(ctx, b.scripts.source(inv.script), inv.keys, inv.args...)
+	scripted := invs
+	if b.functions.Load() {
+		b.round(ctx, invs, viaFCall)
+		missing, unsupported := pick(invs, isNoFunction), pick(invs, isUnsupported)
+		scripted = unsupported
+		if len(unsupported) > 0 {
+			b.functions.Store(false)
+			scripted = append(scripted, missing...)
+		} else if len(missing) > 0 {
+			err := b.loadLibrary(ctx)
+			if cannotLoad(err) {
+				b.functions.Store(false)
+			}
+			if err != nil {
+				// This call goes as scripts; the next tries FCALL again
+				// unless Redis said it cannot.
+				scripted = missing
+			} else {
+				b.functionReloads.Add(uint64(len(missing)))
+				b.round(ctx, missing, viaFCall)
+				// Missing still (a failover in between): as scripts.
+				scripted = pick(missing, isNoFunction)
+			}
 		}
-		return nil
-	}
-	pipe := b.c.Pipeline()
-	for _, inv := range invs {
-		inv.cmd = pipe.EvalSha(ctx, inv.script.Hash(), inv.keys, inv.args...)
-	}
-	pipe.Exec(ctx) // per-command errors are read below
-	var again []*invocation
-	for _, inv := range invs {
-		if isNoScript(inv.cmd.Err()) {
-			again = append(again, inv)
+		if len(scripted) == 0 {
+			return nil
 		}
 	}
+	b.round(ctx, scripted, viaEvalSha)
+	again := pick(scripted, isNoScript)
 	if len(again) == 0 {
 		return nil
 	}
 	b.noscript.Add(uint64(len(again)))
-	pipe = b.c.Pipeline()
-	for _, inv := range again {
-		inv.cmd = pipe.Eval(ctx, b.scripts.source(inv.script), inv.keys, inv.args...)
-	}
-	pipe.Exec(ctx)
+	b.round(ctx, again, viaEval)
 	return nil
+}
+
+// round sends invs by how in one round trip: one command, or a pipeline
+// when more than one (which in a Cluster go-redis splits per node, sent in
+// parallel). Each invocation's reply or error is in its cmd.
+func (b *Backend) round(ctx context.Context, invs []*invocation, how int) {
+	if len(invs) == 1 {
+		invs[0].cmd = b.command(ctx, b.c, invs[0], how)
+		return
+	}
+	pipe := b.c.Pipeline()
+	for _, inv := range invs {
+		inv.cmd = b.command(ctx, pipe, inv, how)
+	}
+	pipe.Exec(ctx) // per-command errors are read by the callers
+}
+
+// command queues (on a pipeline) or sends inv on c by how.
+func (b *Backend) command(ctx context.Context, c caller, inv *invocation, how int) *goredis.Cmd {
+	switch how {
+	case viaFCall:
+		return c.FCall(ctx, b.scripts.function(inv.script), inv.keys, inv.args...)
+	case viaEvalSha:
+		return c.EvalSha(ctx, inv.script.Hash(), inv.keys, inv.args...)
+	default:
+		return c.Eval(ctx, b.scripts.source(inv.script), inv.keys, inv.args...)
+	}
+}
+
+// pick returns the invocations whose error satisfies f.
+func pick(invs []*invocation, f func(error) bool) []*invocation {
+	var r []*invocation
+	for _, inv := range invs {
+		if f(inv.cmd.Err()) {
+			r = append(r, inv)
+		}
+	}
+	return r
+}
+
+// loadLibrary loads the library with FUNCTION LOAD: on the master, or on
+// every master of a Cluster (each has its own functions, and which one
+// lacks the library is not known). A library of that name that exists
+// already holds the same code (its name is its digest): that counts as
+// loaded, and REPLACE is not needed.
+func (b *Backend) loadLibrary(ctx context.Context) error {
+	b.functionLoads.Add(1)
+	load := func(ctx context.Context, c goredis.Cmdable) error {
+		err := c.FunctionLoad(ctx, b.scripts.lib).Err()
+		if err != nil && goredis.HasErrorPrefix(err, "Library '") && strings.Contains(err.Error(), "already exists") {
+			return nil
+		}
+		return err
+	}
+	if b.cluster != nil {
+		return b.cluster.ForEachMaster(ctx, func(ctx context.Context, c *goredis.Client) error {
+			return load(ctx, c)
+		})
+	}
+	return load(ctx, b.c)
 }
 
 func isNoScript(err error) bool {
 	return err != nil && goredis.HasErrorPrefix(err, "NOSCRIPT")
+}
+
+// isNoFunction reports whether err is Redis's answer to an FCALL of a
+// function it does not have.
+func isNoFunction(err error) bool {
+	return err != nil && goredis.HasErrorPrefix(err, "Function not found")
+}
+
+// isUnsupported reports whether err says that Redis has no such command
+// (FCALL or FUNCTION before Redis 7.0, or renamed away) or that the user
+// may not run it (ACL).
+func isUnsupported(err error) bool {
+	return err != nil && (goredis.HasErrorPrefix(err, "unknown command") ||
+		goredis.HasErrorPrefix(err, "unknown subcommand") ||
+		(goredis.HasErrorPrefix(err, "NOPERM") && strings.Contains(err.Error(), "command")))
+}
+
+// transient are the prefixes of error replies that a later FUNCTION LOAD
+// may not meet: a full, read-only, loading, busy or reconfiguring server.
+var transient = []string{"OOM", "READONLY", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK"}
+
+// cannotLoad reports whether err, the error of loadLibrary, means that the
+// library will never load on this Redis: an error reply, other than one of
+// a transient state (a library that does not compile, as well as no
+// FUNCTION command or no permission). Errors that are not replies (the
+// network, the deadline) are transient too.
+func cannotLoad(err error) bool {
+	var rerr goredis.Error
+	if !errors.As(err, &rerr) {
+		return false
+	}
+	for _, p := range transient {
+		if goredis.HasErrorPrefix(err, p) {
+			return false
+		}
+	}
+	return true
 }
 
 // reply returns an invocation's reply as integers and strings, counting
@@ -426,7 +586,7 @@ func (b *Backend) reply(inv *invocation) ([]any, error) {
 	v, err := inv.cmd.Slice()
 	if err != nil {
 		var rerr goredis.Error
-		if errors.As(err, &rerr) && !isNoScript(err) {
+		if errors.As(err, &rerr) && !isNoScript(err) && !isNoFunction(err) {
 			b.scriptErrors.Add(1)
 		}
 		return nil, unavailable(err)
@@ -495,6 +655,9 @@ func (b *Backend) Stats() Stats {
 		TotalConns: p.TotalConns, IdleConns: p.IdleConns,
 		ScriptErrors:    b.scriptErrors.Load(),
 		NoscriptReloads: b.noscript.Load(),
+		FunctionLoads:   b.functionLoads.Load(),
+		FunctionReloads: b.functionReloads.Load(),
+		Functions:       b.functions.Load(),
 		Batches:         b.batches.Load(),
 		Calls:           b.calls.Load(),
 		Refunds:         b.refunds.Load(),

@@ -46,6 +46,7 @@ func newRedisBackend(s settings, reg prometheus.Registerer, log *slog.Logger) (b
 		WriteTimeout:     r.writeTimeout,
 		BatchWindow:      r.batchWindow,
 		BatchMax:         r.batchMax,
+		DisableFunctions: !r.functions,
 	})
 	if err != nil {
 		return nil, nil, nil, err

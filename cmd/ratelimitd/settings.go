@@ -119,6 +119,7 @@ type redisSettings struct {
 	readTimeout, writeTimeout          time.Duration
 	batchWindow                        time.Duration
 	batchMax                           int
+	functions                          bool
 }
 
 // defaultMaxRecvMsgSize is -grpc-max-recv-msg-size's default: gRPC's own
@@ -205,6 +206,7 @@ func parseSettings(args []string, getenv func(string) string, stderr io.Writer) 
 	fs.DurationVar(&r.writeTimeout, "redis-write-timeout", 0, "Redis write `timeout`; 0 takes the backend's default (1s)")
 	fs.DurationVar(&r.batchWindow, "redis-batch-window", 0, "`time` concurrent calls may wait to share one Redis pipeline; 0 or negative: off (the default, see docs/benchmarks.md); 1ns shares pipelines only among calls already waiting")
 	fs.IntVar(&r.batchMax, "redis-batch-max", 0, "most calls in one Redis pipeline; 0 takes the backend's default (64)")
+	fs.BoolVar(&r.functions, "redis-functions", true, "run the decisions as a Redis Functions library (Redis 7+, loaded on first use; older servers fall back by themselves); false sends scripts with EVALSHA")
 
 	onFailure := fs.String("on-backend-failure", resilient.Unavailable.String(), "answer when the remote backend fails: unavailable (gRPC UNAVAILABLE, Envoy's failure_mode_deny decides), allow, deny, or local (decide in memory with each limit divided by -fallback-replicas)")
 	fs.IntVar(&s.fallbackReplicas, "fallback-replicas", 1, "`replicas` sharing the limits: under -on-backend-failure local each limit is divided by it")

@@ -12,6 +12,10 @@
 -- and writes with no other command in between, in one round trip, and Redis
 -- guarantees that no key expires while it runs.
 --
+-- This file is a script body (EVALSHA) and the body of a function of KEYS
+-- and ARGV (FCALL; see libTemplate in script.go): locals only, one return
+-- at the end.
+--
 -- KEYS: the distinct bucket keys.
 -- ARGV[1]: mode (0 all_or_nothing, 1 charge_always, 2 stop_when_over)
 -- ARGV[2]: now in microseconds, or -1 to read Redis TIME

@@ -1,5 +1,8 @@
 -- lib.lua: the Lua twins of package algorithms, shared by apply.lua and
--- refund.lua (Go concatenates this file before each of them).
+-- refund.lua. Go concatenates this file before each of them for EVALSHA,
+-- and puts it with both into one library of Redis Functions, where it runs
+-- once, inside a function (see libTemplate in script.go). Either way it
+-- only defines locals: no globals, no return.
 --
 -- Numbers in Redis's Lua 5.1 are doubles. Every value here is an integer
 -- count of hits or of microseconds whose magnitude stays below 2^53, where

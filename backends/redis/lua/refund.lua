@@ -1,6 +1,8 @@
 -- refund.lua undoes what apply.lua charged in one hash slot of a Cluster
 -- call that another slot vetoed (all or nothing across slots).
 --
+-- Like apply.lua, a script body and the body of a function of KEYS and ARGV.
+--
 -- KEYS: the keys apply.lua wrote.
 -- ARGV[1]: now in microseconds, or -1 to read Redis TIME
 -- ARGV[2..]: per key, REFUND_STRIDE fields: the state before the charge (''
