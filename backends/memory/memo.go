@@ -132,7 +132,42 @@ func (s *memoStore) makeRoom(sh *memoShard, now int64) {
 	}
 }
 
-func (m memo) expiresAt() int64 { return m.expiry }
+// makeRoomIn frees at least one slot in the full map m: it removes the
+// expired memos among evictSample of them (map iteration starts at a
+// random place) or, when none is expired, the sampled memo expiring first,
+// and reports whether it had to evict a live one.
+func makeRoomIn(m map[string]memo, now int64) bool {
+	victim, earliest, freed, n := "", int64(math.MaxInt64), false, 0
+	for k, v := range m {
+		if v.expiry <= now {
+			delete(m, k)
+			freed = true
+		} else if v.expiry <= earliest {
+			victim, earliest = k, v.expiry
+		}
+		if n++; n == evictSample {
+			break
+		}
+	}
+	if !freed && len(m) > 0 {
+		delete(m, victim)
+		return true
+	}
+	return false
+}
+
+// removeExpired deletes the memos of m expired at now and returns how
+// many it removed.
+func removeExpired(m map[string]memo, now int64) int {
+	removed := 0
+	for k, v := range m {
+		if v.expiry <= now {
+			delete(m, k)
+			removed++
+		}
+	}
+	return removed
+}
 
 // sweep removes the memos expired at now (Unix nanoseconds), one shard at
 // a time, and returns how many it removed.

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +28,7 @@ func perMinute(rate int64) algorithms.Limit {
 func TestConformance(t *testing.T) {
 	for _, opts := range []Options{
 		{},                                // defaults
-		{Shards: 1},                       // every key in one shard: one lock for the call
+		{Shards: 1, MaxBuckets: 1 << 13},  // every key in one shard: one lock for the call
 		{Shards: 1024},                    // keys of a call spread over many shards
 		{MaxBuckets: 1 << 10},             // a bound the suite stays under
 		{SweepInterval: time.Millisecond}, // a busy sweeper with the real clock
@@ -53,12 +53,15 @@ func TestNewOptions(t *testing.T) {
 		opts             Options
 		shards, perShard int
 	}{
-		{Options{}, 64, (1 << 20) / 64},
-		{Options{Shards: -3, MaxBuckets: -1}, 64, (1 << 20) / 64},
+		{Options{}, 128, (1 << 20) / 128},
+		{Options{Shards: -3, MaxBuckets: -1}, 128, (1 << 20) / 128},
 		{Options{Shards: 5, MaxBuckets: 1000}, 8, 125},
 		{Options{Shards: 1 << 30}, 1 << 16, 16},
 		{Options{Shards: 64, MaxBuckets: 10}, 8, 1}, // never more than MaxBuckets in total
 		{Options{Shards: 64, MaxBuckets: 1}, 1, 1},
+		{Options{Shards: 1}, 128, 1 << 13},                     // raised: at most 8192 a shard
+		{Options{Shards: 4, MaxBuckets: 1 << 17}, 16, 1 << 13}, // likewise
+		{Options{Shards: 1, MaxBuckets: 1 << 40}, 1 << 16, 1 << 24},
 	} {
 		b := New(c.opts)
 		if len(b.shards) != c.shards || b.perShard != c.perShard || b.mask != uint64(c.shards-1) {
@@ -246,6 +249,60 @@ func TestZeroAllocs(t *testing.T) {
 	}
 }
 
+// TestNewKeyZeroAllocs: a new key allocates nothing either once its
+// shard's table has grown to the size its bound needs, whether it fills a
+// free slot or evicts a bucket; nor does a concurrency bucket moving to
+// the full-state table and back once that table has grown.
+func TestNewKeyZeroAllocs(t *testing.T) {
+	b := New(Options{Shards: 1, MaxBuckets: 64})
+	defer b.Close()
+	ctx := context.Background()
+	reqs := []backends.Request{req("", perMinute(5), 1)}
+	out := make([]algorithms.Decision, 1)
+	key := make([]byte, 0, 32)
+	i := 0
+	newKey := func() {
+		key = strconv.AppendInt(append(key[:0], "new-"...), int64(i), 10)
+		reqs[0].Key = key
+		i++
+		if err := b.Apply(ctx, base, backends.AllOrNothing, reqs, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 64 {
+		newKey()
+	}
+	if a := testing.AllocsPerRun(1000, newKey); a != 0 {
+		t.Errorf("%v allocs per new key in a full shard, want 0", a)
+	}
+	b.Reset(ctx, [][]byte{[]byte("new-1"), []byte("new-2")}) // two free slots
+	if a := testing.AllocsPerRun(1, newKey); a != 0 {
+		t.Errorf("%v allocs for a new key in a free slot, want 0", a)
+	}
+
+	lease := algorithms.Limit{Algorithm: algorithms.Concurrency, Rate: 10, Period: algorithms.Minute}
+	c := []backends.Request{req("lease", lease, 1)}
+	// Acquisitions 30s (3 lease slots) apart need E: full state; 70s
+	// apart the first has expired: small state again.
+	now, gap := base, 30*algorithms.Second
+	acquire := func() {
+		if err := b.Apply(ctx, now, backends.AllOrNothing, c, out); err != nil {
+			t.Fatal(err)
+		}
+		now, gap = now+gap, 100*algorithms.Second-gap
+	}
+	acquire() // a new key, small
+	for i := range 3 {
+		acquire() // to the full-state table (which grows the first time), and back
+		if n := b.shards[0].full.n; n != 1-i%2 {
+			t.Fatalf("acquisition %d: %d buckets in the full-state table, want %d", i+2, n, 1-i%2)
+		}
+	}
+	if a := testing.AllocsPerRun(10, acquire); a != 0 {
+		t.Errorf("%v allocs per move between tables, want 0", a)
+	}
+}
+
 func benchReqs(prefix string, n int) []backends.Request {
 	reqs := make([]backends.Request, n)
 	for i := range reqs {
@@ -319,7 +376,7 @@ func BenchmarkApplyNewKeys(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		key = fmt.Appendf(key[:0], "new-%d", i)
+		key = strconv.AppendInt(append(key[:0], "new-"...), int64(i), 10)
 		reqs[0].Key = key
 		if err := be.Apply(ctx, base, backends.AllOrNothing, reqs, out); err != nil {
 			b.Fatal(err)
@@ -332,12 +389,12 @@ func BenchmarkApplyNewKeys(b *testing.B) {
 // both orders: shards are always locked in ascending order, so no call waits
 // for another that waits for it.
 func TestLockOrder(t *testing.T) {
-	b := New(Options{Shards: 2})
+	b := New(Options{Shards: 2, MaxBuckets: 1 << 10})
 	defer b.Close()
 	var keys [2]string // one key in each shard
 	for i := 0; keys[0] == "" || keys[1] == ""; i++ {
 		k := fmt.Sprint("k", i)
-		keys[maphash.String(b.seed, k)&b.mask] = k
+		keys[b.hash([]byte(k)).shard&b.mask] = k
 	}
 	l := perMinute(1 << 40)
 	const goroutines, calls = 8, 5000
