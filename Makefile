@@ -6,6 +6,11 @@
 #             loopback and rewrites the generated part of docs/benchmarks.md
 #             and docs/img/bench-*.png (about 6 minutes). BENCHFLAGS adds
 #             flags, e.g. BENCHFLAGS='-repeat 3 -json bench.json'.
+# make soak   ratelimitd at half its measured maximum load for SOAK_DURATION
+#             per backend (memory, then Redis); fails when RSS, goroutines,
+#             fds or Redis connections grow; writes docs/soak.md
+# make chaos  CHAOS_DURATION under load, Redis SIGKILLed for 5 s every minute,
+#             a broken config swapped in every 10 s; writes docs/chaos.md
 # make proto  lints proto/ and regenerates its Go code (buf and the protoc
 #             plugins are pinned Go tool dependencies: go.mod's tool block)
 #
@@ -16,7 +21,7 @@ GO        ?= go
 FUZZTIME  ?= 100000x
 BIN       ?= bin
 
-.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean proto bench
+.PHONY: all test fmt-check vet unit fuzz ensure-deps build run clean proto bench soak chaos
 
 all: test
 
@@ -78,6 +83,15 @@ BENCHFLAGS ?=
 
 bench: ensure-deps build
 	$(GO) run ./cmd/internal/benchsuite -bin $(BIN) $(BENCHFLAGS)
+
+SOAK_DURATION  ?= 10m
+CHAOS_DURATION ?= 3m
+
+soak: ensure-deps
+	$(GO) run ./cmd/internal/soak -duration $(SOAK_DURATION) -out docs/soak.md $(SOAK_FLAGS)
+
+chaos: ensure-deps
+	$(GO) run ./cmd/internal/chaos -duration $(CHAOS_DURATION) -out docs/chaos.md $(CHAOS_FLAGS)
 
 proto:
 	$(GO) tool buf lint
