@@ -93,6 +93,11 @@ func TestQuick(t *testing.T) {
 		if len(m.Runs) != 1 || m.Median.Count <= 0 {
 			t.Errorf("%s: %d runs, %d calls; want 1 run with calls", m.ID, len(m.Runs), m.Median.Count)
 		}
+		// CPU can read 0 on a short run (ticks of 10 ms), but never be
+		// missing: every process was found.
+		if c := m.Median.CPU; c == nil || c.LoadTool < 0 || c.Server < 0 || c.Redis < 0 {
+			t.Errorf("%s: CPU per call %+v, want it read", m.ID, c)
+		}
 		if m.Scenario == scLiveKeys && (m.Live == nil || m.Live.PrefillCalls <= 0 || m.Live.RSSAfter <= 0) {
 			t.Errorf("%s: live-key figures missing: %+v", m.ID, m.Live)
 		}

@@ -215,6 +215,15 @@ func (su *suite) startDaemon(name string, extra ...string) (*daemon, error) {
 	return &daemon{proc: p, addr: addr}, nil
 }
 
+// pids returns the process ids of ds.
+func pids(ds []*daemon) []int {
+	out := make([]int, len(ds))
+	for i, d := range ds {
+		out[i] = d.cmd.Process.Pid
+	}
+	return out
+}
+
 // startNoop starts `ratelimitctl noop-server` on a free port.
 func (su *suite) startNoop() (*daemon, error) {
 	p, addr, err := startProc("ratelimitctl noop-server", su.ctlBin, []string{"noop-server", "-listen", "127.0.0.1:0"}, true, func(line string) string {
@@ -257,6 +266,9 @@ type benchDoc struct {
 	OtherCode    int64            `json:"other_code"`
 	Errors       int64            `json:"errors"`
 	ErrorsByCode map[string]int64 `json:"errors_by_code"`
+
+	// CPU is not ratelimitctl's: the suite measures it around the run.
+	CPU *cpuUse `json:"cpu_per_call,omitempty"`
 }
 
 // bench runs `ratelimitctl bench -q -o json args...` and returns its
@@ -270,6 +282,9 @@ func (su *suite) bench(args []string, timeout time.Duration) (benchDoc, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		su.lastLoadToolCPU = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	}
 	var doc benchDoc
 	if jerr := json.Unmarshal(stdout.Bytes(), &doc); jerr != nil || err != nil {
 		if ctx.Err() != nil {

@@ -168,6 +168,14 @@ func fmtUS(us float64) string {
 	return fmt.Sprintf("%.2f s", us/1e6)
 }
 
+// fmtCPU writes a run's CPU time per call by process, "—" when unknown.
+func fmtCPU(c *cpuUse) string {
+	if c == nil {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f + %.0f + %.0f = %.0f", c.Server, c.Redis, c.LoadTool, c.Total())
+}
+
 // fmtBytes formats a size in MiB or GiB.
 func fmtBytes(b int64) string {
 	if b >= 1<<30 {
@@ -196,12 +204,12 @@ func (su *suite) command() string {
 // closedTable writes the table of closed-loop measurements ms.
 func (su *suite) closedTable(b *strings.Builder, ms []*measurement) {
 	ceiling, inproc := su.get("noop-process"), su.get("noop-inprocess")
-	b.WriteString("| run | calls/s | vs no-op (process) | vs no-op (in-process) | p50 | p99 | p99.9 | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| run | calls/s | vs no-op (process) | vs no-op (in-process) | p50 | p99 | p99.9 | errors | CPU µs per call: server + Redis + load tool |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range ms {
 		f := m.Median
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %d |\n", m.Label, fmtCount(f.CallsPerSecond),
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", m.Label, fmtCount(f.CallsPerSecond),
 			pct(ratio(f.CallsPerSecond, ceiling)), pct(ratio(f.CallsPerSecond, inproc)),
-			fmtUS(f.P50), fmtUS(f.P99), fmtUS(f.P999), f.Errors)
+			fmtUS(f.P50), fmtUS(f.P99), fmtUS(f.P999), f.Errors, fmtCPU(f.CPU))
 	}
 }
 
@@ -258,7 +266,7 @@ func (su *suite) section(charts map[string]string) string {
 	} else {
 		b.WriteString("there was one round (`-repeat N` takes the median of N). ")
 	}
-	b.WriteString("**vs no-op (process)** is a run's calls/s over that of `ratelimitctl noop-server`, a separate process that answers OK and does nothing: the fair ceiling for a ratelimitd process on this machine. **vs no-op (in-process)** compares with `bench -noop-server`, which shares the load tool's runtime.\n\n")
+	b.WriteString("**vs no-op (process)** is a run's calls/s over that of `ratelimitctl noop-server`, a separate process that answers OK and does nothing: the fair ceiling for a ratelimitd process on this machine. **vs no-op (in-process)** compares with `bench -noop-server`, which shares the load tool's runtime. **CPU µs per call** is the user and system CPU time each side spent during the run (`/proc/PID/stat` of the ratelimitd or no-op processes and of the redis-server processes, the rusage of the `ratelimitctl bench` process), divided by the calls: when every process shares the same cores, throughput is bounded by their sum, so it shows where a gap to the ceiling comes from.\n\n")
 	fmt.Fprintf(&b, "ratelimitd runs with its defaults, plus `%s`", strings.Join(daemonFlags, " "))
 	if len(s.daemonFlags) > 0 {
 		fmt.Fprintf(&b, " `%s`", strings.Join(s.daemonFlags, " "))
@@ -339,14 +347,14 @@ func (su *suite) openTable(b *strings.Builder) {
 	ms := su.scenario(scOpenLoop)
 	noop := su.get("open-noop")
 	fmt.Fprintf(b, "%s calls/s at fixed intended times, at most 1000 in flight, 1 descriptor per request. Latency counts from the intended time, so queueing behind a stall is included. **vs no-op** is the ratio to the no-op server's (separate process) figure at the same rate.\n\n", fmtCount(su.s.rate))
-	b.WriteString("| server | calls/s | p50 | p99 | p99.9 | p99 vs no-op | p99.9 vs no-op | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| server | calls/s | p50 | p99 | p99.9 | p99 vs no-op | p99.9 vs no-op | errors | CPU µs per call: server + Redis + load tool |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, m := range ms {
 		f := m.Median
 		r99, r999 := math.NaN(), math.NaN()
 		if noop != nil && noop.Median.P99 > 0 && noop.Median.P999 > 0 {
 			r99, r999 = f.P99/noop.Median.P99, f.P999/noop.Median.P999
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %d |\n", m.Label, fmtCount(f.CallsPerSecond), fmtUS(f.P50), fmtUS(f.P99), fmtUS(f.P999), times(r99), times(r999), f.Errors)
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", m.Label, fmtCount(f.CallsPerSecond), fmtUS(f.P50), fmtUS(f.P99), fmtUS(f.P999), times(r99), times(r999), f.Errors, fmtCPU(f.CPU))
 	}
 	for _, m := range ms {
 		if m.Median.CallsPerSecond < 0.98*m.Rate {

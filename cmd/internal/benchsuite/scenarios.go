@@ -61,6 +61,8 @@ type suite struct {
 	byID      map[string]*measurement
 	footprint footprint
 	notes     []string // things a reader must know: errors in runs
+
+	lastLoadToolCPU float64 // CPU seconds of the last bench process
 }
 
 // measurement is one scenario's runs (one per -repeat) and their medians.
@@ -92,6 +94,8 @@ type figures struct {
 	OK             int64   `json:"ok"`
 	OverLimit      int64   `json:"over_limit"`
 	Errors         int64   `json:"errors"`
+	// CPU is the median CPU time per call by process (nil when not read).
+	CPU *cpuUse `json:"cpu_per_call,omitempty"`
 }
 
 // liveInfo is what a live-key scenario measured around its prefill.
@@ -137,6 +141,13 @@ func (m *measurement) summarize() {
 	f.P99 = pick(func(r benchDoc) float64 { return float64(r.Latency.P99) })
 	f.P999 = pick(func(r benchDoc) float64 { return float64(r.Latency.P999) })
 	f.Max = pick(func(r benchDoc) float64 { return float64(r.Latency.Max) })
+	if !slices.ContainsFunc(m.Runs, func(r benchDoc) bool { return r.CPU == nil }) {
+		f.CPU = &cpuUse{
+			Server:   pick(func(r benchDoc) float64 { return r.CPU.Server }),
+			Redis:    pick(func(r benchDoc) float64 { return r.CPU.Redis }),
+			LoadTool: pick(func(r benchDoc) float64 { return r.CPU.LoadTool }),
+		}
+	}
 	for _, r := range m.Runs {
 		f.Count += r.Count
 		f.OK += r.OK
@@ -182,14 +193,23 @@ func (su *suite) loadArgs(descriptors, keys int) []string {
 	}
 }
 
-// measure runs one bench with args and adds it to m.
-func (su *suite) measure(m *measurement, args []string) error {
+// measure runs one bench with args and adds it to m, with the CPU time
+// per call of the server processes, the Redis processes and the load tool.
+func (su *suite) measure(m *measurement, st step) error {
 	if err := su.ctx.Err(); err != nil {
 		return err
 	}
+	args := st.args
+	s0, err1 := cpuTotal(st.servers)
+	r0, err2 := cpuTotal(st.redis)
 	doc, err := su.bench(args, su.s.duration+2*time.Minute)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.Label, err)
+	}
+	s1, err3 := cpuTotal(st.servers)
+	r1, err4 := cpuTotal(st.redis)
+	if n := float64(doc.Count); n > 0 && err1 == nil && err2 == nil && err3 == nil && err4 == nil {
+		doc.CPU = &cpuUse{Server: (s1 - s0) / n * 1e6, Redis: (r1 - r0) / n * 1e6, LoadTool: su.lastLoadToolCPU / n * 1e6}
 	}
 	m.Args = args
 	m.Runs = append(m.Runs, doc)
@@ -201,10 +221,13 @@ func (su *suite) measure(m *measurement, args []string) error {
 	return nil
 }
 
-// step is one run of a round.
+// step is one run of a round: its bench arguments, and the processes
+// whose CPU time it counts.
 type step struct {
-	m    *measurement
-	args []string
+	m       *measurement
+	args    []string
+	servers []int // ratelimitd or no-op server pids
+	redis   []int // redis-server pids
 }
 
 // run runs the whole suite and writes its outputs.
@@ -252,7 +275,7 @@ func (su *suite) run() error {
 	for r := range su.s.repeat {
 		su.logf("round %d of %d: %d runs of %v", r+1, su.s.repeat, len(steps), su.s.duration)
 		for _, st := range steps {
-			if err := su.measure(st.m, st.args); err != nil {
+			if err := su.measure(st.m, st); err != nil {
 				return err
 			}
 		}
@@ -285,8 +308,14 @@ func (su *suite) setUp() ([]step, error) {
 	warm := []string{mem.addr}
 	var replicas []*daemon
 	var cluster *daemon
+	var redisPids, clusterPids []int
 	if su.s.redis {
 		r := redistest.Standalone(su.t)
+		pid, err := redisPID(su.ctx, r.Addr)
+		if err != nil {
+			return nil, err
+		}
+		redisPids = []int{pid}
 		for i := range 3 {
 			d, err := su.startDaemon(fmt.Sprintf("ratelimitd (redis, replica %d)", i+1), "-backend", "redis", "-redis-addr", r.Addr)
 			if err != nil {
@@ -296,6 +325,13 @@ func (su *suite) setUp() ([]step, error) {
 			warm = append(warm, d.addr)
 		}
 		c := redistest.Cluster(su.t)
+		for _, a := range c.Addrs {
+			pid, err := redisPID(su.ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			clusterPids = append(clusterPids, pid)
+		}
 		cluster, err = su.startDaemon("ratelimitd (redis cluster)", "-backend", "redis", "-redis-topology", "cluster", "-redis-addr", strings.Join(c.Addrs, ","))
 		if err != nil {
 			return nil, err
@@ -314,42 +350,42 @@ func (su *suite) setUp() ([]step, error) {
 	}
 
 	var steps []step
-	closed := func(m *measurement, addr string) {
-		args := append([]string{"-addr", addr}, su.loadArgs(m.Descriptors, m.Keys)...)
-		steps = append(steps, step{su.add(m), args})
+	closed := func(m *measurement, ds []*daemon, redis []int) {
+		addrs := make([]string, len(ds))
+		for i, d := range ds {
+			addrs[i] = d.addr
+		}
+		args := append([]string{"-addr", strings.Join(addrs, ",")}, su.loadArgs(m.Descriptors, m.Keys)...)
+		steps = append(steps, step{m: su.add(m), args: args, servers: pids(ds), redis: redis})
 	}
 	keys := su.s.keys
-	closed(&measurement{ID: "noop-process", Scenario: scCeiling, Backend: beNoopProcess, Label: "no-op server, separate process", Descriptors: 1, Keys: keys}, noop.addr)
+	closed(&measurement{ID: "noop-process", Scenario: scCeiling, Backend: beNoopProcess, Label: "no-op server, separate process", Descriptors: 1, Keys: keys}, []*daemon{noop}, nil)
 	inproc := su.add(&measurement{ID: "noop-inprocess", Scenario: scCeiling, Backend: beNoopInProcess, Label: "no-op server, in the load tool", Descriptors: 1, Keys: keys})
-	steps = append(steps, step{inproc, append([]string{"-noop-server"}, su.loadArgs(1, keys)...)})
+	steps = append(steps, step{m: inproc, args: append([]string{"-noop-server"}, su.loadArgs(1, keys)...)})
 	for _, d := range descriptorCounts {
-		closed(&measurement{ID: fmt.Sprintf("memory-d%d", d), Scenario: scDescriptors, Backend: beMemory, Label: "memory, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, mem.addr)
+		closed(&measurement{ID: fmt.Sprintf("memory-d%d", d), Scenario: scDescriptors, Backend: beMemory, Label: "memory, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, []*daemon{mem}, nil)
 	}
 	if su.s.redis {
 		for _, d := range descriptorCounts {
-			closed(&measurement{ID: fmt.Sprintf("redis-d%d", d), Scenario: scDescriptors, Backend: beRedis, Label: "Redis, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, replicas[0].addr)
+			closed(&measurement{ID: fmt.Sprintf("redis-d%d", d), Scenario: scDescriptors, Backend: beRedis, Label: "Redis, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, replicas[:1], redisPids)
 		}
 	}
-	open := func(id, backend, label, addr string) {
+	open := func(id, backend, label string, d *daemon, redis []int) {
 		m := su.add(&measurement{ID: id, Scenario: scOpenLoop, Backend: backend, Label: label, Descriptors: 1, Keys: keys, Rate: su.s.rate})
-		args := append([]string{"-addr", addr, "-rate", strconv.FormatFloat(su.s.rate, 'g', -1, 64)}, su.loadArgs(1, keys)...)
-		steps = append(steps, step{m, args})
+		args := append([]string{"-addr", d.addr, "-rate", strconv.FormatFloat(su.s.rate, 'g', -1, 64)}, su.loadArgs(1, keys)...)
+		steps = append(steps, step{m: m, args: args, servers: pids([]*daemon{d}), redis: redis})
 	}
 	rate := fmtCount(su.s.rate)
-	open("open-noop", beNoopProcess, "open loop "+rate+"/s, no-op (process)", noop.addr)
-	open("open-memory", beMemory, "open loop "+rate+"/s, memory", mem.addr)
+	open("open-noop", beNoopProcess, "open loop "+rate+"/s, no-op (process)", noop, nil)
+	open("open-memory", beMemory, "open loop "+rate+"/s, memory", mem, nil)
 	if su.s.redis {
-		open("open-redis", beRedis, "open loop "+rate+"/s, Redis", replicas[0].addr)
+		open("open-redis", beRedis, "open loop "+rate+"/s, Redis", replicas[0], redisPids)
 		for n := 1; n <= 3; n++ {
-			addrs := make([]string, n)
-			for i := range n {
-				addrs[i] = replicas[i].addr
-			}
 			label := fmt.Sprintf("%d ratelimitd on one Redis", n)
-			closed(&measurement{ID: fmt.Sprintf("replicas-%d", n), Scenario: scReplicas, Backend: beRedis, Label: label, Descriptors: 1, Keys: keys, Replicas: n}, strings.Join(addrs, ","))
+			closed(&measurement{ID: fmt.Sprintf("replicas-%d", n), Scenario: scReplicas, Backend: beRedis, Label: label, Descriptors: 1, Keys: keys, Replicas: n}, replicas[:n], redisPids)
 		}
 		for _, d := range []int{1, 16} {
-			closed(&measurement{ID: fmt.Sprintf("cluster-d%d", d), Scenario: scCluster, Backend: beCluster, Label: "Redis Cluster, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, cluster.addr)
+			closed(&measurement{ID: fmt.Sprintf("cluster-d%d", d), Scenario: scCluster, Backend: beCluster, Label: "Redis Cluster, " + plural(d, "descriptor"), Descriptors: d, Keys: keys}, []*daemon{cluster}, clusterPids)
 		}
 	}
 	return steps, nil
@@ -398,11 +434,17 @@ func (su *suite) live(backend string, n int) error {
 		Label: fmt.Sprintf("%s, %s live keys", name, fmtCount(float64(n))), Descriptors: 1, Keys: n, Live: &liveInfo{Buckets: n}})
 	var d *daemon
 	var redisAddr string
+	var livePids []int
 	var err error
 	if backend == beRedis {
 		r := redistest.Standalone(su.t)
 		defer r.Kill() // frees its memory now; the suite's cleanup would too
 		redisAddr = r.Addr
+		pid, err := redisPID(su.ctx, r.Addr)
+		if err != nil {
+			return err
+		}
+		livePids = []int{pid}
 		d, err = su.startDaemon("ratelimitd (redis, live keys)", "-backend", "redis", "-redis-addr", r.Addr)
 	} else {
 		// Room for every bucket, so that none is evicted.
@@ -445,7 +487,7 @@ func (su *suite) live(backend string, n int) error {
 		}
 	}
 	for range su.s.repeat {
-		if err := su.measure(m, append([]string{"-addr", d.addr}, su.loadArgs(1, n)...)); err != nil {
+		if err := su.measure(m, step{args: append([]string{"-addr", d.addr}, su.loadArgs(1, n)...), servers: pids([]*daemon{d}), redis: livePids}); err != nil {
 			return err
 		}
 	}
