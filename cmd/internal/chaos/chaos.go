@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ratelimitd/ratelimitd/internal/loadrig"
 	"github.com/ratelimitd/ratelimitd/internal/redistest"
 )
 
@@ -134,11 +135,11 @@ func (a *accounting) passed() bool {
 func chaos(ctx context.Context, t redistest.T, o options, args []string) (*report, error) {
 	rep := &report{args: args, o: o, started: time.Now()}
 	dir := t.TempDir()
-	rlBin, ctlBin, err := binaries(dir, "chaos", o.ratelimitd, o.ratelimitctl)
+	rlBin, ctlBin, err := loadrig.Binaries(dir, "chaos", o.ratelimitd, o.ratelimitctl)
 	if err != nil {
 		return nil, err
 	}
-	rep.machine = machine()
+	rep.machine = loadrig.Machine()
 	logf := func(format string, args ...any) { fmt.Fprintf(o.log, "chaos: %s\n", fmt.Sprintf(format, args...)) }
 
 	redisArgs := []string{"--appendonly", "yes", "--appendfsync", "always"}
@@ -181,7 +182,7 @@ func chaos(ctx context.Context, t redistest.T, o options, args []string) (*repor
 		}
 	}
 	rep.took = time.Since(rep.started)
-	rep.machine = append(rep.machine, "load average at the end: "+loadavg())
+	rep.machine = append(rep.machine, "load average at the end: "+loadrig.LoadAvg())
 	return rep, nil
 }
 
@@ -202,22 +203,22 @@ type rig struct {
 func (r *rig) phase(ctx context.Context, t redistest.T, policy string, duration time.Duration, kills []time.Duration, swaps bool) *phaseRun {
 	pr := &phaseRun{policy: policy, duration: duration, exit: -1}
 	o := r.o
-	d, err := startDaemon(t, "ratelimitd-"+policy, r.rlBin, r.dir, "-backend", "redis", "-redis-addr", r.srv.Addr,
+	d, err := loadrig.StartDaemon(t, "ratelimitd-"+policy, r.rlBin, r.dir, "-backend", "redis", "-redis-addr", r.srv.Addr,
 		"-config", r.cfgDir, "-admin-token-file", r.tokens, "-on-backend-failure", policy)
 	if err != nil {
 		pr.err = err
 		return pr
 	}
-	r.logf("%s: ratelimitd pid %d on %s (gRPC) and %s (HTTP), -on-backend-failure %s, log %s", policy, d.pid(), d.grpcAddr, d.httpAddr, policy, d.logPath)
+	r.logf("%s: ratelimitd pid %d on %s (gRPC) and %s (HTTP), -on-backend-failure %s, log %s", policy, d.PID(), d.GRPCAddr, d.HTTPAddr, policy, d.LogPath)
 	defer func() {
-		pr.crash = d.crashed()
-		pr.exit, pr.stopErr = d.stop()
+		pr.crash = d.Crashed()
+		pr.exit, pr.stopErr = d.Stop()
 	}()
-	if err := waitFor(ctx, patience, func() error { return ready(d.httpAddr) }); err != nil {
+	if err := loadrig.WaitFor(ctx, loadrig.Patience, func() error { return loadrig.Ready(d.HTTPAddr) }); err != nil {
 		pr.err = fmt.Errorf("ratelimitd not ready: %w", err)
 		return pr
 	}
-	m, err := scrape(d.httpAddr)
+	m, err := loadrig.Scrape(d.HTTPAddr)
 	if err != nil {
 		pr.err = err
 		return pr
@@ -229,7 +230,7 @@ func (r *rig) phase(ctx context.Context, t redistest.T, policy string, duration 
 	}
 
 	ph := &phases{}
-	l, err := newLoad(o, d.grpcAddr, ph)
+	l, err := newLoad(o, d.GRPCAddr, ph)
 	if err != nil {
 		pr.err = err
 		return pr
@@ -275,21 +276,21 @@ func (r *rig) phase(ctx context.Context, t redistest.T, policy string, duration 
 	<-swapsDone
 	close(stopLoad)
 	<-loadDone
-	pr.alive = d.alive()
+	pr.alive = d.Alive()
 	pr.summaries = l.summaries()
-	if m, err := scrape(d.httpAddr); err == nil {
-		pr.serverOK = m.value("ratelimitd_requests_total", "code", "ok")
-		pr.fallbacks = m.value("ratelimitd_fallback_calls_total", "policy", policy)
-		pr.breakerOpens = m.value("ratelimitd_backend_breaker_opens_total")
+	if m, err := loadrig.Scrape(d.HTTPAddr); err == nil {
+		pr.serverOK = m.Value("ratelimitd_requests_total", "code", "ok")
+		pr.fallbacks = m.Value("ratelimitd_fallback_calls_total", "policy", policy)
+		pr.breakerOpens = m.Value("ratelimitd_backend_breaker_opens_total")
 		pr.backendErrors = map[string]float64{}
-		for _, s := range m.all("ratelimitd_backend_errors_total") {
-			pr.backendErrors[s.labels["kind"]] += s.value
+		for _, s := range m.All("ratelimitd_backend_errors_total") {
+			pr.backendErrors[s.Labels["kind"]] += s.Value
 		}
 	} else if pr.alive {
 		pr.err = errors.Join(pr.err, fmt.Errorf("metrics after the load: %w", err))
 	}
 	if !pr.alive {
-		pr.err = errors.Join(pr.err, fmt.Errorf("ratelimitd exited during the run (%s); its log:\n%s", d.cmd.ProcessState, d.logTail()))
+		pr.err = errors.Join(pr.err, fmt.Errorf("ratelimitd exited during the run (%s); its log:\n%s", d.ProcessState(), d.LogTail()))
 		return pr
 	}
 	if policy == "unavailable" {
@@ -327,7 +328,7 @@ func (r *rig) kill(ph *phases, l *load, start time.Time) killEvent {
 }
 
 // swapLoop swaps configs at -swap-every's times until stop is closed.
-func (r *rig) swapLoop(ctx context.Context, d *daemon, goodHash string, start time.Time, stop <-chan struct{}) []swapEvent {
+func (r *rig) swapLoop(ctx context.Context, d *loadrig.Daemon, goodHash string, start time.Time, stop <-chan struct{}) []swapEvent {
 	var evs []swapEvent
 	for _, at := range r.o.swapTimes() {
 		select {
@@ -357,15 +358,15 @@ const swapPatience = 30 * time.Second
 // last_load_successful, then config_info's new series, then the old one's
 // removal), so a scrape can fall between two of them: each wait is for
 // every metric the load sets, then the rest is checked.
-func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.Time) swapEvent {
+func (r *rig) swap(ctx context.Context, d *loadrig.Daemon, goodHash string, start time.Time) swapEvent {
 	ev := swapEvent{at: time.Since(start)}
-	m0, err := scrape(d.httpAddr)
+	m0, err := loadrig.Scrape(d.HTTPAddr)
 	if err != nil {
 		ev.problem = err.Error()
 		return ev
 	}
-	errs0 := m0.value("ratelimitd_config_loads_total", "result", "error")
-	oks0 := m0.value("ratelimitd_config_loads_total", "result", "success")
+	errs0 := m0.Value("ratelimitd_config_loads_total", "result", "error")
+	oks0 := m0.Value("ratelimitd_config_loads_total", "result", "success")
 	hash0, ver0, n0 := configInfo(m0)
 	if hash0 != goodHash || n0 != 1 {
 		ev.problem = fmt.Sprintf("not on the good config before the swap: hash %s (%d series)", hash0, n0)
@@ -377,11 +378,11 @@ func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.T
 		ev.problem = err.Error()
 		return ev
 	}
-	m1, err := awaitMetrics(ctx, d, func(m metrics) error {
-		if m.value("ratelimitd_config_loads_total", "result", "error") <= errs0 {
+	m1, err := awaitMetrics(ctx, d, func(m loadrig.Metrics) error {
+		if m.Value("ratelimitd_config_loads_total", "result", "error") <= errs0 {
 			return errors.New(`the broken config was not loaded: ratelimitd_config_loads_total{result="error"} did not rise`)
 		}
-		if m.value("ratelimitd_config_last_load_successful") != 0 {
+		if m.Value("ratelimitd_config_last_load_successful") != 0 {
 			return errors.New("ratelimitd_config_last_load_successful is not 0 after the broken config")
 		}
 		return nil
@@ -392,7 +393,7 @@ func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.T
 	} else {
 		hash1, ver1, n := configInfo(m1)
 		switch {
-		case m1.value("ratelimitd_config_loads_total", "result", "success") != oks0:
+		case m1.Value("ratelimitd_config_loads_total", "result", "success") != oks0:
 			ev.problem = "a successful load counted after the broken config"
 		case n != 1 || hash1 != goodHash || ver1 != ver0:
 			ev.problem = fmt.Sprintf("config in use after the broken config: hash %s version %d (%d series), want %s version %d", hash1, ver1, n, goodHash, ver0)
@@ -406,12 +407,12 @@ func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.T
 		ev.problem = join(ev.problem, err.Error())
 		return ev
 	}
-	m2, err := awaitMetrics(ctx, d, func(m metrics) error {
+	m2, err := awaitMetrics(ctx, d, func(m loadrig.Metrics) error {
 		_, ver, n := configInfo(m)
 		switch {
-		case m.value("ratelimitd_config_loads_total", "result", "success") <= oks0:
+		case m.Value("ratelimitd_config_loads_total", "result", "success") <= oks0:
 			return errors.New(`the good config was not loaded back: ratelimitd_config_loads_total{result="success"} did not rise`)
-		case m.value("ratelimitd_config_last_load_successful") != 1:
+		case m.Value("ratelimitd_config_last_load_successful") != 1:
 			return errors.New("ratelimitd_config_last_load_successful is not 1 after the good config")
 		case n != 1 || ver <= ver0:
 			return fmt.Errorf("ratelimitd_config_info has %d series, version %d: want one, after version %d", n, ver, ver0)
@@ -430,7 +431,7 @@ func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.T
 	} else {
 		ev.restored = true
 	}
-	if !d.alive() {
+	if !d.Alive() {
 		ev.restored, ev.problem = false, join(ev.problem, "ratelimitd exited")
 	}
 	return ev
@@ -438,10 +439,10 @@ func (r *rig) swap(ctx context.Context, d *daemon, goodHash string, start time.T
 
 // awaitMetrics scrapes d until cond accepts a scrape, and returns it, or
 // cond's last complaint after swapPatience.
-func awaitMetrics(ctx context.Context, d *daemon, cond func(metrics) error) (metrics, error) {
-	var got metrics
-	err := waitFor(ctx, swapPatience, func() error {
-		m, err := scrape(d.httpAddr)
+func awaitMetrics(ctx context.Context, d *loadrig.Daemon, cond func(loadrig.Metrics) error) (loadrig.Metrics, error) {
+	var got loadrig.Metrics
+	err := loadrig.WaitFor(ctx, swapPatience, func() error {
+		m, err := loadrig.Scrape(d.HTTPAddr)
 		if err != nil {
 			return err
 		}
@@ -475,18 +476,18 @@ func install(staging, dir, text string) error {
 
 // configInfo returns the hash and version of ratelimitd_config_info and
 // its number of series.
-func configInfo(m metrics) (hash string, version, series int) {
-	for _, s := range m.all("ratelimitd_config_info") {
+func configInfo(m loadrig.Metrics) (hash string, version, series int) {
+	for _, s := range m.All("ratelimitd_config_info") {
 		series++
-		hash = s.labels["hash"]
-		version, _ = strconv.Atoi(s.labels["version"])
+		hash = s.Labels["hash"]
+		version, _ = strconv.Atoi(s.Labels["version"])
 	}
 	return hash, version, series
 }
 
 // account reads every key's count through `ratelimitctl inspect` and
 // compares it with the OK answers of l.
-func (r *rig) account(ctx context.Context, d *daemon, l *load, pr *phaseRun) *accounting {
+func (r *rig) account(ctx context.Context, d *loadrig.Daemon, l *load, pr *phaseRun) *accounting {
 	a := &accounting{timeouts: pr.backendErrors["timeout"] + pr.backendErrors["canceled"]}
 	for _, s := range pr.summaries {
 		switch s.class {
@@ -509,7 +510,7 @@ func (r *rig) account(ctx context.Context, d *daemon, l *load, pr *phaseRun) *ac
 				Used string `json:"used"` // int64: a string in protojson
 			} `json:"buckets"`
 		}
-		cmd := command(ctx, r.dir, r.ctlBin, "inspect", "-addr", d.grpcAddr, "-token-file", r.tokens, "-domain", chaosDomain,
+		cmd := loadrig.Command(ctx, r.dir, r.ctlBin, "inspect", "-addr", d.GRPCAddr, "-token-file", r.tokens, "-domain", chaosDomain,
 			"-o", "json", chaosKey+"="+keyValue(k))
 		out, err := cmd.Output()
 		if err == nil {

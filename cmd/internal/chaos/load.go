@@ -28,6 +28,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+
+	"github.com/ratelimitd/ratelimitd/internal/loadrig"
 )
 
 // phase is what Redis is doing.
@@ -156,7 +158,7 @@ func keyValue(k int) string { return "c" + strconv.Itoa(k) }
 // that the load does not start with connection set-up.
 func (l *load) warm(ctx context.Context) error {
 	for _, c := range l.clients {
-		err := waitFor(ctx, patience, func() error {
+		err := loadrig.WaitFor(ctx, loadrig.Patience, func() error {
 			cctx, cancel := context.WithTimeout(ctx, time.Second)
 			defer cancel()
 			resp, err := c.ShouldRateLimit(cctx, l.request(0))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ratelimitd/ratelimitd/internal/loadrig"
 	"github.com/ratelimitd/ratelimitd/internal/redistest"
 )
 
@@ -121,11 +122,11 @@ func (d *benchDoc) answered() float64 {
 // means the run could not be made at all (binaries, interruption).
 func soak(ctx context.Context, t redistest.T, o options, args []string) (*report, error) {
 	rep := &report{args: args, o: o, started: time.Now()}
-	rlBin, ctlBin, err := binaries(t.TempDir(), "soak", o.ratelimitd, o.ratelimitctl)
+	rlBin, ctlBin, err := loadrig.Binaries(t.TempDir(), "soak", o.ratelimitd, o.ratelimitctl)
 	if err != nil {
 		return nil, err
 	}
-	rep.machine = machine()
+	rep.machine = loadrig.Machine()
 	for _, b := range o.backends {
 		r := soakBackend(ctx, t, o, b, rlBin, ctlBin)
 		rep.runs = append(rep.runs, r)
@@ -134,7 +135,7 @@ func soak(ctx context.Context, t redistest.T, o options, args []string) (*report
 		}
 	}
 	rep.took = time.Since(rep.started)
-	rep.machine = append(rep.machine, "load average at the end: "+loadavg())
+	rep.machine = append(rep.machine, "load average at the end: "+loadrig.LoadAvg())
 	return rep, nil
 }
 
@@ -157,17 +158,17 @@ func soakBackend(ctx context.Context, t redistest.T, o options, backend, rlBin, 
 		rc = redis.NewClient(&redis.Options{Addr: srv.Addr, DisableIdentity: true, PoolSize: 1})
 		defer rc.Close()
 	}
-	d, err := startDaemon(t, "ratelimitd-"+backend, rlBin, dir, args...)
+	d, err := loadrig.StartDaemon(t, "ratelimitd-"+backend, rlBin, dir, args...)
 	if err != nil {
 		r.err = err
 		return r
 	}
 	defer func() {
-		r.crash = d.crashed()
-		r.exit, r.stopErr = d.stop()
+		r.crash = d.Crashed()
+		r.exit, r.stopErr = d.Stop()
 	}()
-	logf("ratelimitd pid %d on %s (gRPC) and %s (HTTP), log %s", d.pid(), d.grpcAddr, d.httpAddr, d.logPath)
-	if err := waitFor(ctx, patience, func() error { return ready(d.httpAddr) }); err != nil {
+	logf("ratelimitd pid %d on %s (gRPC) and %s (HTTP), log %s", d.PID(), d.GRPCAddr, d.HTTPAddr, d.LogPath)
+	if err := loadrig.WaitFor(ctx, loadrig.Patience, func() error { return loadrig.Ready(d.HTTPAddr) }); err != nil {
 		r.err = fmt.Errorf("ratelimitd not ready: %w", err)
 		return r
 	}
@@ -175,7 +176,7 @@ func soakBackend(ctx context.Context, t redistest.T, o options, backend, rlBin, 
 	r.rate = o.rate
 	if r.rate == 0 {
 		logf("probing the maximum load: closed loop, 16 callers, %v", o.probe)
-		r.probe, r.err = bench(ctx, ctlBin, dir, d.grpcAddr, o, "-callers", "16", "-duration", o.probe.String())
+		r.probe, r.err = bench(ctx, ctlBin, dir, d.GRPCAddr, o, "-callers", "16", "-duration", o.probe.String())
 		if r.err != nil {
 			return r
 		}
@@ -194,12 +195,12 @@ func soakBackend(ctx context.Context, t redistest.T, o options, backend, rlBin, 
 	done := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		doc, err := bench(ctx, ctlBin, dir, d.grpcAddr, o, "-rate", strconv.FormatFloat(r.rate, 'f', -1, 64),
+		doc, err := bench(ctx, ctlBin, dir, d.GRPCAddr, o, "-rate", strconv.FormatFloat(r.rate, 'f', -1, 64),
 			"-duration", o.duration.String(), "-max-inflight", "1000")
 		done <- result{doc, err}
 	}()
 	take := func() {
-		p, err := takePoint(ctx, d.httpAddr, rc, backend)
+		p, err := takePoint(ctx, d.HTTPAddr, rc, backend)
 		if err != nil {
 			logf("sample: %v", err)
 			return
@@ -228,15 +229,15 @@ loop:
 		}
 	}
 	r.load, r.err = res.doc, res.err
-	if m, err := scrape(d.httpAddr); err == nil && backend == "redis" {
-		r.breakerOpens = m.value("ratelimitd_backend_breaker_opens_total")
+	if m, err := loadrig.Scrape(d.HTTPAddr); err == nil && backend == "redis" {
+		r.breakerOpens = m.Value("ratelimitd_backend_breaker_opens_total")
 		r.backendErrors = map[string]float64{}
-		for _, s := range m.all("ratelimitd_backend_errors_total") {
-			r.backendErrors[s.labels["kind"]] += s.value
+		for _, s := range m.All("ratelimitd_backend_errors_total") {
+			r.backendErrors[s.Labels["kind"]] += s.Value
 		}
 	}
-	if !d.alive() {
-		r.err = errors.Join(r.err, fmt.Errorf("ratelimitd exited during the run (%s); its log:\n%s", d.cmd.ProcessState, d.logTail()))
+	if !d.Alive() {
+		r.err = errors.Join(r.err, fmt.Errorf("ratelimitd exited during the run (%s); its log:\n%s", d.ProcessState(), d.LogTail()))
 	}
 	r.checks = flatness(o, backend, r.points)
 	return r
@@ -247,7 +248,7 @@ loop:
 func bench(ctx context.Context, ctl, dir, addr string, o options, extra ...string) (*benchDoc, error) {
 	args := append([]string{"bench", "-addr", addr, "-domain", "soak", "-entry-key", "api_key",
 		"-keys", strconv.Itoa(o.keys), "-dist", o.dist, "-conns", strconv.Itoa(benchConns), "-q", "-o", "json"}, extra...)
-	cmd := command(ctx, dir, ctl, args...)
+	cmd := loadrig.Command(ctx, dir, ctl, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -268,19 +269,19 @@ func bench(ctx context.Context, ctl, dir, addr string, o options, extra ...strin
 // takePoint scrapes ratelimitd and, when rc is not nil, Redis.
 func takePoint(ctx context.Context, httpAddr string, rc *redis.Client, backend string) (point, error) {
 	p := point{buckets: -1, poolConns: -1, redisClients: -1, redisMem: -1}
-	m, err := scrape(httpAddr)
+	m, err := loadrig.Scrape(httpAddr)
 	if err != nil {
 		return p, err
 	}
-	p.rss = m.value("process_resident_memory_bytes")
-	p.goroutines = m.value("go_goroutines")
-	p.fds = m.value("process_open_fds")
-	p.requests = m.value("ratelimitd_requests_total")
+	p.rss = m.Value("process_resident_memory_bytes")
+	p.goroutines = m.Value("go_goroutines")
+	p.fds = m.Value("process_open_fds")
+	p.requests = m.Value("ratelimitd_requests_total")
 	if backend == "memory" {
-		p.buckets = m.value("ratelimitd_memory_buckets")
+		p.buckets = m.Value("ratelimitd_memory_buckets")
 		return p, nil
 	}
-	p.poolConns = m.value("ratelimitd_redis_pool_connections")
+	p.poolConns = m.Value("ratelimitd_redis_pool_connections")
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	info, err := rc.Info(ctx, "clients", "memory").Result()

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ratelimitd/ratelimitd/internal/loadrig"
 	"github.com/ratelimitd/ratelimitd/internal/redistest"
 )
 
@@ -27,7 +28,7 @@ func TestSoakShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real processes for about 20 s")
 	}
-	rl, ctl, err := binaries(t.TempDir(), "soak", "", "")
+	rl, ctl, err := loadrig.Binaries(t.TempDir(), "soak", "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,37 +114,5 @@ func TestJudge(t *testing.T) {
 	ms.capacity = 30
 	if c := judge(o, pts(10, 10, 10, 10, 12, 14, 16, 18, 20, 22, 24), ms); !c.flat {
 		t.Errorf("growth within the capacity judged not flat: %+v", c)
-	}
-}
-
-func TestParseMetrics(t *testing.T) {
-	m, err := parseMetrics(`# HELP go_goroutines Number of goroutines.
-# TYPE go_goroutines gauge
-go_goroutines 42
-ratelimitd_requests_total{code="ok"} 10
-ratelimitd_requests_total{code="over_limit"} 5
-ratelimitd_config_info{hash="ab\"c",version="3"} 1
-process_resident_memory_bytes 5.3805056e+07
-`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v := m.value("go_goroutines"); v != 42 {
-		t.Errorf("go_goroutines = %v", v)
-	}
-	if v := m.value("ratelimitd_requests_total"); v != 15 {
-		t.Errorf("sum of ratelimitd_requests_total = %v", v)
-	}
-	if v := m.value("ratelimitd_requests_total", "code", "ok"); v != 10 {
-		t.Errorf("ok = %v", v)
-	}
-	if v := m.value("absent"); v != -1 {
-		t.Errorf("absent = %v", v)
-	}
-	if s := m.all("ratelimitd_config_info"); len(s) != 1 || s[0].labels["hash"] != `ab"c` || s[0].labels["version"] != "3" {
-		t.Errorf("config_info = %+v", s)
-	}
-	if v := m.value("process_resident_memory_bytes"); v != 53805056 {
-		t.Errorf("rss = %v", v)
 	}
 }
