@@ -70,19 +70,6 @@ func readMachine(ctx context.Context, bin string, withRedis bool) machine {
 	return m
 }
 
-// loadAvg returns the first three fields of /proc/loadavg.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // gitRevision describes the checkout at root: its short commit, with
 // "+changes" when the work tree differs from it, or "unknown" outside git.
 func gitRevision(ctx context.Context, root string) string {

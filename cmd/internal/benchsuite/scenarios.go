@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ratelimitd/ratelimitd/internal/loadrig"
 	"github.com/ratelimitd/ratelimitd/internal/redistest"
 )
 
@@ -233,7 +234,7 @@ type step struct {
 // run runs the whole suite and writes its outputs.
 func (su *suite) run() error {
 	su.started = time.Now()
-	su.loadBefore = loadAvg()
+	su.loadBefore = loadrig.LoadAvg()
 	root, err := moduleRoot(su.ctx)
 	if err != nil {
 		return err
@@ -284,7 +285,7 @@ func (su *suite) run() error {
 		return err
 	}
 	su.footprint = su.runFootprint()
-	su.loadAt = loadAvg()
+	su.loadAt = loadrig.LoadAvg()
 	su.elapsed = time.Since(su.started)
 	for _, m := range su.ms {
 		m.summarize()
