@@ -720,26 +720,10 @@ func checkAnswer(t *testing.T, e *env, req *rlsv3.RateLimitRequest) {
 // the memory backend, statuses and metrics, without gRPC. BackendTimeout
 // is off, as ratelimitd runs the memory backend (no I/O to bound).
 func BenchmarkShouldRateLimit(b *testing.B) {
-	for _, n := range []int{1, 16} {
-		b.Run(map[int]string{1: "descriptors=1", 16: "descriptors=16"}[n], func(b *testing.B) {
-			e := newEnv(b, testConfig, Options{Mode: backends.ChargeAlways, BackendTimeout: -1})
-			req := &rlsv3.RateLimitRequest{Domain: "test"}
-			kinds := []*commonv3.RateLimitDescriptor{
-				desc("key1", "value1"), desc("key1", "other"), desc("path", "/api/x"), desc("nested", "a", "inner", "b"),
-			}
-			for i := range n {
-				req.Descriptors = append(req.Descriptors, kinds[i%len(kinds)])
-			}
-			ctx := context.Background()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				if _, err := e.s.ShouldRateLimit(ctx, req); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	benchShouldRateLimit(b, []int{1, 16}, func(e *env, ctx context.Context, req *rlsv3.RateLimitRequest) error {
+		_, err := e.s.ShouldRateLimit(ctx, req)
+		return err
+	})
 }
 
 // BenchmarkShouldRateLimitGRPC is BenchmarkShouldRateLimit through a gRPC
@@ -747,13 +731,22 @@ func BenchmarkShouldRateLimit(b *testing.B) {
 // decoding and gRPC's own allocations included. allocs/op counts both
 // sides of the call.
 func BenchmarkShouldRateLimitGRPC(b *testing.B) {
-	for _, n := range []int{1, 4, 16} {
+	benchShouldRateLimit(b, []int{1, 4, 16}, func(e *env, ctx context.Context, req *rlsv3.RateLimitRequest) error {
+		_, err := e.rls.ShouldRateLimit(ctx, req)
+		return err
+	})
+}
+
+// benchShouldRateLimit runs call in a loop for each count of descriptors,
+// on a memory backend without a backend deadline.
+func benchShouldRateLimit(b *testing.B, counts []int, call func(*env, context.Context, *rlsv3.RateLimitRequest) error) {
+	kinds := []*commonv3.RateLimitDescriptor{
+		desc("key1", "value1"), desc("key1", "other"), desc("path", "/api/x"), desc("nested", "a", "inner", "b"),
+	}
+	for _, n := range counts {
 		b.Run(fmt.Sprintf("descriptors=%d", n), func(b *testing.B) {
 			e := newEnv(b, testConfig, Options{Mode: backends.ChargeAlways, BackendTimeout: -1})
 			req := &rlsv3.RateLimitRequest{Domain: "test"}
-			kinds := []*commonv3.RateLimitDescriptor{
-				desc("key1", "value1"), desc("key1", "other"), desc("path", "/api/x"), desc("nested", "a", "inner", "b"),
-			}
 			for i := range n {
 				req.Descriptors = append(req.Descriptors, kinds[i%len(kinds)])
 			}
@@ -761,7 +754,7 @@ func BenchmarkShouldRateLimitGRPC(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				if _, err := e.rls.ShouldRateLimit(ctx, req); err != nil {
+				if err := call(e, ctx, req); err != nil {
 					b.Fatal(err)
 				}
 			}
